@@ -1,0 +1,69 @@
+"""Shared fixtures: a fresh demo workspace, real speech clips, one loaded model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import audiogen
+from transcribe.config import Config, load_config
+from transcribe.engine import WhisperEngine
+from transcribe.workspace import init_workspace
+
+PROJECT = Path(__file__).resolve().parent.parent
+CLIENT = "riverside-clinic"
+
+
+def set_limits(home: Path, **values: float) -> Config:
+    """Rewrite ``[limits]`` values in a workspace config (tests want short delays)."""
+    path = home / "transcribe.toml"
+    text = path.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+        assert count == 1, key
+    path.write_text(text, encoding="utf-8")
+    return load_config(home)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    init_workspace(tmp_path / "home", demo=True)
+    set_limits(tmp_path / "home", stable_seconds=0.3)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def config(home: Path) -> Config:
+    return load_config(home)
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One English clip per sentence, different content (so different hashes)."""
+    if not audiogen.have_espeak():
+        pytest.fail("espeak-ng is missing: run `make setup`")
+    folder = tmp_path_factory.mktemp("speech")
+    for index, sentence in enumerate(audiogen.SENTENCES):
+        audiogen.speak(sentence, folder / f"clip{index}.wav")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clips(speech_dir: Path) -> list[Path]:
+    return sorted(speech_dir.glob("clip*.wav"))
+
+
+@pytest.fixture(scope="session")
+def engine_factory() -> Iterator[object]:
+    """A model loaded once for the whole session (loading costs seconds)."""
+    engines: dict[str, WhisperEngine] = {}
+
+    def factory(config: Config) -> WhisperEngine:
+        if "engine" not in engines:
+            engines["engine"] = WhisperEngine(config.transcription)
+        return engines["engine"]
+
+    yield factory

@@ -1,0 +1,138 @@
+"""The job store: settings, migrations, transitions, claims, audit events."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from transcribe.errors import JobNotFound, StateError, StoreError
+from transcribe.store import MIGRATIONS, JobState, JobStore, new_job_id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs.db")
+
+
+def add(store: JobStore, content_hash: str, **values: object) -> str:
+    job_id = new_job_id()
+    store.insert_job(
+        id=job_id,
+        client="c",
+        source_name=f"{content_hash}.wav",
+        content_hash=content_hash,
+        **values,
+    )
+    return job_id
+
+
+def test_settings_are_durable_and_private(store: JobStore, tmp_path: Path) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert (tmp_path / "jobs.db").stat().st_mode & 0o077 == 0
+
+
+def test_migrations_run_once_and_refuse_newer_schema(tmp_path: Path) -> None:
+    JobStore(tmp_path / "jobs.db").close()
+    again = JobStore(tmp_path / "jobs.db")
+    assert again.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    again.db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    again.close()
+    with pytest.raises(StoreError, match="newer version"):
+        JobStore(tmp_path / "jobs.db")
+
+
+def test_content_hash_is_unique_among_live_jobs(store: JobStore) -> None:
+    add(store, "h1")
+    with pytest.raises(sqlite3.IntegrityError):
+        add(store, "h1")
+    add(store, "h1", state=JobState.DUPLICATE)  # duplicates and quarantine may repeat
+    add(store, "h1", state=JobState.QUARANTINED)
+
+
+def test_transitions_are_checked_and_audited(store: JobStore) -> None:
+    job_id = add(store, "h")
+    with pytest.raises(StateError, match="cannot go from received to archived"):
+        store.transition(job_id, JobState.ARCHIVED)
+    store.transition(job_id, JobState.TRANSCRIBING)
+    with pytest.raises(StateError, match="not received"):
+        store.transition(job_id, JobState.TRANSCRIBING, expect=JobState.RECEIVED)
+    store.transition(job_id, JobState.FAILED, reason="disk full")
+    assert store.get(job_id).reason == "disk full"
+    actions = [(e["from_state"], e["to_state"]) for e in store.events(job_id)]
+    assert actions == [(None, "received"), ("received", "transcribing"), ("transcribing", "failed")]
+
+
+def test_unknown_job_is_a_clear_error(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+
+
+def test_claims_take_urgent_first_then_oldest(store: JobStore) -> None:
+    first = add(store, "a")
+    urgent = add(store, "b", priority="urgent")
+    pending_move = add(store, "c", inbox_path="inbox/c/x.wav")  # intake not finished
+    assert [store.claim_next().id, store.claim_next().id] == [urgent, first]
+    assert store.claim_next() is None
+    assert store.get(pending_move).state == JobState.RECEIVED
+
+
+def test_two_processes_never_claim_the_same_job(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path) as store:
+        for index in range(40):
+            add(store, f"h{index}")
+    script = (
+        "import sys; from pathlib import Path; from transcribe.store import JobStore\n"
+        "s = JobStore(Path(sys.argv[1]))\n"
+        "while (j := s.claim_next()) is not None: print(j.id, flush=True)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    claimed = [line for p in procs for line in p.communicate()[0].split()]
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+def test_threads_with_own_connections_claim_each_job_once(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path) as store:
+        for index in range(30):
+            add(store, f"t{index}")
+    claimed: list[str] = []
+
+    def worker() -> None:
+        with JobStore(path) as own:
+            while (job := own.claim_next()) is not None:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == 30 and len(set(claimed)) == 30
+
+
+def test_stale_claims_of_dead_processes_are_released(store: JobStore) -> None:
+    job_id = add(store, "h")
+    store.claim_next()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.db.execute(
+        "UPDATE jobs SET claimed_by = ? WHERE id = ?", (f"{os.uname().nodename}:{dead.pid}", job_id)
+    )
+    assert store.release_stale_claims(timeout_s=3600) == [job_id]
+    assert store.get(job_id).state == JobState.RECEIVED
+    store.claim_next()  # our own live claim is not stale
+    assert store.release_stale_claims(timeout_s=3600) == []
+    assert store.integrity_ok()

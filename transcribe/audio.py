@@ -1,0 +1,118 @@
+"""Looking at audio before trusting it: extension, size and duration caps, a probe.
+
+Decoding a hostile or broken file can eat memory and time, so everything that can be
+checked from the file's size and container header is checked first, and a file that
+fails is rejected with a one-line reason (the caller quarantines the job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Limits
+from .errors import AudioError
+
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".mp3",
+        ".m4a",
+        ".aac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".flac",
+        ".webm",
+        ".amr",
+        ".dss",
+        ".mp4",
+        ".wma",
+    }
+)
+# Formats FFmpeg may pull extra files or URLs through: never accepted as audio.
+REFUSED_FORMATS = frozenset({"hls", "concat", "applehttp", "image2", "tty", "lavfi"})
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container header says about a dictation."""
+
+    format_name: str
+    codec: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+def check_extension(path: Path) -> None:
+    if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        supported = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
+        raise AudioError(
+            f"unsupported file type {path.suffix or '(none)'!r}; accepted: {supported}"
+        )
+
+
+def check_size(size_bytes: int, limits: Limits) -> None:
+    if size_bytes == 0:
+        raise AudioError("empty file")
+    if size_bytes > limits.max_file_mb * 1024 * 1024:
+        raise AudioError(
+            f"file is {size_bytes / 1048576:.0f} MB, over the {limits.max_file_mb:.0f} MB cap"
+        )
+
+
+def _stream_duration(container, stream) -> float:  # type: ignore[no-untyped-def]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def probe(path: Path, limits: Limits) -> AudioInfo:
+    """Open the container header only; reject what is not plain, bounded audio."""
+    import av  # imported here: PyAV is heavy and only needed once a file arrives
+
+    check_extension(path)
+    check_size(path.stat().st_size, limits)
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            fmt = container.format.name
+            if set(fmt.split(",")) & REFUSED_FORMATS:
+                raise AudioError(
+                    f"container format {fmt!r} is refused (it can reference other files)"
+                )
+            if not container.streams.audio:
+                raise AudioError("no audio stream in the file")
+            stream = container.streams.audio[0]
+            duration = _stream_duration(container, stream)
+            info = AudioInfo(
+                format_name=fmt,
+                codec=stream.codec_context.name,
+                duration_s=duration,
+                sample_rate=int(stream.codec_context.sample_rate or 0),
+                channels=int(stream.codec_context.channels or 0),
+            )
+    except AudioError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise AudioError(f"cannot read audio: {_one_line(exc)}") from None
+    _check_info(info, limits)
+    return info
+
+
+def _check_info(info: AudioInfo, limits: Limits) -> None:
+    if not 1000 <= info.sample_rate <= 384_000:
+        raise AudioError(f"implausible sample rate {info.sample_rate} Hz")
+    if info.duration_s > limits.max_duration_min * 60:
+        raise AudioError(
+            f"audio lasts {info.duration_s / 60:.0f} min, over the "
+            f"{limits.max_duration_min:.0f} min cap"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    """FFmpeg messages without the file path (which may carry a patient's name)."""
+    text = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+    return text[:200] or type(exc).__name__

@@ -1,0 +1,209 @@
+"""Workspace configuration: one TOML file, validated into frozen dataclasses.
+
+Everything a run depends on is read once into :class:`Config` and passed explicitly;
+there are no global settings. Validation happens here, before any model is loaded,
+so a typo in the config fails in milliseconds with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, WorkspaceError
+
+CONFIG_NAME = "transcribe.toml"
+LANGUAGES = ("fr", "en", "auto")
+DOMAINS = ("medical", "legal", "general")
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
+CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """One doctor's practice or law firm: its inbox folder is ``inbox/<id>/``."""
+
+    id: str
+    name: str
+    language: str = "auto"
+    domain: str = "general"
+    template: str = ""
+    vocabulary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TranscriptionConfig:
+    """Whisper settings; ``auto`` picks CUDA float16 when present, else CPU int8."""
+
+    model: str = "base"
+    device: str = "auto"
+    compute_type: str = "auto"
+    beam_size: int = 5
+    vad: bool = True
+    cpu_threads: int = 0  # 0: one per available core
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps checked before decoding, and the watcher's timing."""
+
+    max_file_mb: float = 1024.0
+    max_duration_min: float = 240.0
+    stable_seconds: float = 2.0
+    scan_interval_s: float = 30.0
+    claim_timeout_s: float = 4 * 3600.0
+    max_sidecar_kb: float = 64.0
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Workspace folders, absolute."""
+
+    home: Path
+    inbox: Path
+    archive: Path
+    work: Path
+    quarantine: Path
+    templates: Path
+    keys: Path
+
+    @property
+    def database(self) -> Path:
+        return self.home / "jobs.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths
+    transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
+    limits: Limits = field(default_factory=Limits)
+    clients: dict[str, ClientConfig] = field(default_factory=dict)
+
+    def client(self, client_id: str) -> ClientConfig | None:
+        return self.clients.get(client_id)
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _check_keys(section: str, values: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in [{section}]")
+
+
+def _choice(section: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected one of {', '.join(choices)}")
+    return str(value)
+
+
+def _number(section: str, key: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"[{section}] {key} must be a number >= {minimum}, not {value!r}")
+    return float(value)
+
+
+def _paths(home: Path, raw: dict[str, Any]) -> Paths:
+    names = ("inbox", "archive", "work", "quarantine", "templates", "keys")
+    _check_keys("paths", raw, set(names))
+    resolved = {}
+    for name in names:
+        value = raw.get(name, name)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"[paths] {name} must be a folder name or path")
+        resolved[name] = (home / value).resolve()
+    return Paths(home=home, **resolved)
+
+
+def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
+    defaults = TranscriptionConfig()
+    _check_keys("transcription", raw, set(defaults.__dataclass_fields__))
+    model = raw.get("model", defaults.model)
+    if not isinstance(model, str) or not model:
+        raise ConfigError("[transcription] model must be a name or a folder")
+    beam = raw.get("beam_size", defaults.beam_size)
+    threads = raw.get("cpu_threads", defaults.cpu_threads)
+    if not isinstance(beam, int) or not 1 <= beam <= 20:
+        raise ConfigError(f"[transcription] beam_size must be 1..20, not {beam!r}")
+    if not isinstance(threads, int) or threads < 0:
+        raise ConfigError(f"[transcription] cpu_threads must be >= 0, not {threads!r}")
+    vad = raw.get("vad", defaults.vad)
+    if not isinstance(vad, bool):
+        raise ConfigError("[transcription] vad must be true or false")
+    return TranscriptionConfig(
+        model=model,
+        device=_choice("transcription", "device", raw.get("device", "auto"), DEVICES),
+        compute_type=_choice(
+            "transcription", "compute_type", raw.get("compute_type", "auto"), COMPUTE_TYPES
+        ),
+        beam_size=beam,
+        vad=vad,
+        cpu_threads=threads,
+    )
+
+
+def _limits(raw: dict[str, Any]) -> Limits:
+    defaults = Limits()
+    _check_keys("limits", raw, set(defaults.__dataclass_fields__))
+    values = {
+        key: _number("limits", key, raw.get(key, getattr(defaults, key)))
+        for key in defaults.__dataclass_fields__
+    }
+    return Limits(**values)
+
+
+def _client(client_id: str, raw: Any) -> ClientConfig:
+    section = f"clients.{client_id}"
+    if not CLIENT_ID.match(client_id):
+        raise ConfigError(f"client id {client_id!r} must be lowercase letters, digits, '-' or '_'")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    _check_keys(section, raw, {"name", "language", "domain", "template", "vocabulary"})
+    vocabulary = raw.get("vocabulary", [])
+    if not isinstance(vocabulary, list) or not all(isinstance(v, str) for v in vocabulary):
+        raise ConfigError(f"[{section}] vocabulary must be a list of strings")
+    return ClientConfig(
+        id=client_id,
+        name=str(raw.get("name", client_id)),
+        language=_choice(section, "language", raw.get("language", "auto"), LANGUAGES),
+        domain=_choice(section, "domain", raw.get("domain", "general"), DOMAINS),
+        template=str(raw.get("template", "")),
+        vocabulary=tuple(vocabulary),
+    )
+
+
+def parse_config(home: Path, raw: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document; every error names the offending key."""
+    _check_keys("top level", raw, {"paths", "transcription", "limits", "clients"})
+    clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
+    return Config(
+        paths=_paths(home, _table(raw, "paths")),
+        transcription=_transcription(_table(raw, "transcription")),
+        limits=_limits(_table(raw, "limits")),
+        clients=clients,
+    )
+
+
+def load_config(home: Path) -> Config:
+    """Read ``<home>/transcribe.toml``; a missing file means an uninitialised workspace."""
+    home = home.resolve()
+    path = home / CONFIG_NAME
+    if not path.is_file():
+        raise WorkspaceError(
+            f"{home} is not a workspace (no {CONFIG_NAME})",
+            hint=f"run `transcribe --home {home} init`",
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(home, raw)

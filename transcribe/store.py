@@ -1,0 +1,395 @@
+"""The job store: one SQLite file, the single source of truth for job states.
+
+Why SQLite and these settings: WAL lets the review loop read while the watcher
+writes; ``synchronous=FULL`` makes every commit survive a power cut; ``BEGIN
+IMMEDIATE`` takes the write lock before reading, so two workers can never claim the
+same job. Every state change and its audit event are written in one transaction.
+The store keeps no patient or matter names: those live in the job's work folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .errors import JobNotFound, StateError, StoreError
+
+
+class JobState(StrEnum):
+    RECEIVED = "received"
+    TRANSCRIBING = "transcribing"
+    REVIEW = "review"
+    APPROVED = "approved"
+    RENDERED = "rendered"
+    ARCHIVED = "archived"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    DUPLICATE = "duplicate"
+
+
+S = JobState
+ALLOWED: dict[JobState, frozenset[JobState]] = {
+    S.RECEIVED: frozenset({S.TRANSCRIBING, S.QUARANTINED, S.FAILED}),
+    S.TRANSCRIBING: frozenset({S.REVIEW, S.RECEIVED, S.FAILED, S.QUARANTINED}),
+    S.REVIEW: frozenset({S.APPROVED, S.FAILED}),
+    S.APPROVED: frozenset({S.RENDERED, S.REVIEW, S.FAILED}),
+    S.RENDERED: frozenset({S.ARCHIVED, S.FAILED}),
+    S.ARCHIVED: frozenset(),
+    S.FAILED: frozenset({S.RECEIVED, S.REVIEW, S.APPROVED, S.QUARANTINED}),
+    S.QUARANTINED: frozenset(),
+    S.DUPLICATE: frozenset(),
+}
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id            TEXT PRIMARY KEY,
+        client        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        source_name   TEXT NOT NULL,
+        content_hash  TEXT,
+        duplicate_of  TEXT REFERENCES jobs(id),
+        inbox_path    TEXT,
+        audio_path    TEXT,
+        size_bytes    INTEGER,
+        duration_s    REAL,
+        language      TEXT,
+        priority      TEXT NOT NULL DEFAULT 'normal',
+        author        TEXT,
+        document_type TEXT,
+        reason        TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        claimed_by    TEXT,
+        claimed_at    REAL,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX jobs_content_hash ON jobs(content_hash)
+        WHERE content_hash IS NOT NULL AND state NOT IN ('duplicate', 'quarantined');
+    CREATE INDEX jobs_state ON jobs(state, priority, created_at);
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         REAL NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        job_id     TEXT,
+        from_state TEXT,
+        to_state   TEXT,
+        detail     TEXT
+    );
+    """,
+)
+
+JOB_COLUMNS = [
+    "id",
+    "client",
+    "state",
+    "source_name",
+    "content_hash",
+    "duplicate_of",
+    "inbox_path",
+    "audio_path",
+    "size_bytes",
+    "duration_s",
+    "language",
+    "priority",
+    "author",
+    "document_type",
+    "reason",
+    "attempts",
+    "claimed_by",
+    "claimed_at",
+    "created_at",
+    "updated_at",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A row of the jobs table, read-only: change it through :class:`JobStore`."""
+
+    id: str
+    client: str
+    state: JobState
+    source_name: str
+    content_hash: str | None
+    duplicate_of: str | None
+    inbox_path: str | None
+    audio_path: str | None
+    size_bytes: int | None
+    duration_s: float | None
+    language: str | None
+    priority: str
+    author: str | None
+    document_type: str | None
+    reason: str | None
+    attempts: int
+    claimed_by: str | None
+    claimed_at: float | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        values = dict(zip(JOB_COLUMNS, row, strict=True))
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in JOB_COLUMNS}
+        data["state"] = str(self.state)
+        data["source"] = self.source_name
+        for stamp in ("created_at", "updated_at", "claimed_at"):
+            if data[stamp] is not None:
+                data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
+        return data
+
+
+def worker_id() -> str:
+    """Identifies a claiming process, so a stale claim of a dead process can be freed."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_job_id(now: float | None = None) -> str:
+    """Sortable and readable on the phone: ``20261123-a1b2c3``."""
+    stamp = datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y%m%d")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class JobStore:
+    """All reads and writes of job state. One instance per process and thread."""
+
+    def __init__(self, path: Path, *, actor: str = "system") -> None:
+        self.path = path
+        self.actor = actor
+        try:
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open job store {path}: {exc}") from None
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        os.chmod(path, 0o600)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path} was written by a newer version (schema {version})",
+                    hint="upgrade this program",
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: take the write lock first, so read-then-write is safe."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"job store is busy: {exc}", hint="try again") from None
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _event(
+        self,
+        action: str,
+        job_id: str | None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO events (at, actor, action, job_id, from_state, to_state, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), self.actor, action, job_id, from_state, to_state, detail),
+        )
+
+    def insert_job(self, **values: Any) -> Job:
+        """Create a job and its ``created`` event in one transaction."""
+        now = time.time()
+        values.setdefault("created_at", now)
+        values["updated_at"] = now
+        values["state"] = str(values.get("state", JobState.RECEIVED))
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.transaction():
+            self.db.execute(
+                f"INSERT INTO jobs ({columns}) VALUES ({marks})", tuple(values.values())
+            )
+            self._event("created", values["id"], None, values["state"], values.get("reason"))
+        return self.get(values["id"])
+
+    def get(self, job_id: str) -> Job:
+        row = self.db.execute(
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}", hint="see `transcribe status`")
+        return Job.from_row(row)
+
+    def find_by_hash(self, content_hash: str) -> Job | None:
+        """The one live job holding this content, if any (duplicates and quarantine excluded)."""
+        row = self.db.execute(
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE content_hash = ? "
+            "AND state NOT IN ('duplicate', 'quarantined')",
+            (content_hash,),
+        ).fetchone()
+        return Job.from_row(row) if row else None
+
+    def jobs(self, *states: JobState, client: str | None = None) -> list[Job]:
+        """Jobs in queue order: urgent first, then oldest."""
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE 1=1"
+        params: list[Any] = []
+        if states:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            params += [str(s) for s in states]
+        if client:
+            sql += " AND client = ?"
+            params.append(client)
+        sql += " ORDER BY priority = 'urgent' DESC, created_at, id"
+        return [Job.from_row(row) for row in self.db.execute(sql, params)]
+
+    def update(self, job_id: str, **values: Any) -> None:
+        """Change bookkeeping columns (not the state) of one job."""
+        if "state" in values:
+            raise ValueError("use transition() to change a job's state")
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self.transaction():
+            cursor = self.db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
+            )
+            if cursor.rowcount != 1:
+                raise JobNotFound(f"no job {job_id!r}")
+
+    def transition(
+        self,
+        job_id: str,
+        to_state: JobState,
+        *,
+        expect: JobState | tuple[JobState, ...] | None = None,
+        reason: str | None = None,
+        **values: Any,
+    ) -> Job:
+        """Move a job to a new state, checked against ALLOWED, audited, atomically."""
+        with self.transaction():
+            job = self.get(job_id)
+            expected = (expect,) if isinstance(expect, JobState) else expect
+            if expected and job.state not in expected:
+                raise StateError(f"job {job_id} is {job.state}, not {'/'.join(expected)}")
+            if to_state not in ALLOWED[job.state]:
+                raise StateError(f"job {job_id} cannot go from {job.state} to {to_state}")
+            values.update(state=str(to_state), reason=reason, updated_at=time.time())
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            self.db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
+            )
+            self._event("state", job_id, str(job.state), str(to_state), reason)
+        return self.get(job_id)
+
+    def claim_next(self, *, states: tuple[JobState, ...] = (JobState.RECEIVED,)) -> Job | None:
+        """Atomically take the next job to transcribe: urgent first, then oldest."""
+        with self.transaction():
+            row = self.db.execute(
+                f"SELECT id FROM jobs WHERE state IN ({', '.join('?' for _ in states)}) "
+                "AND inbox_path IS NULL "
+                "ORDER BY priority = 'urgent' DESC, created_at, id LIMIT 1",
+                [str(s) for s in states],
+            ).fetchone()
+            if row is None:
+                return None
+            job = self.get(row[0])
+            self.db.execute(
+                "UPDATE jobs SET state = ?, claimed_by = ?, claimed_at = ?, "
+                "attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                (str(JobState.TRANSCRIBING), worker_id(), time.time(), time.time(), job.id),
+            )
+            self._event("state", job.id, str(job.state), str(JobState.TRANSCRIBING), "claimed")
+        return self.get(job.id)
+
+    def release_stale_claims(self, timeout_s: float) -> list[str]:
+        """Give back jobs whose worker died (same host, pid gone) or went silent too long."""
+        released = []
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT id, claimed_by, claimed_at FROM jobs WHERE state = ?",
+                (str(JobState.TRANSCRIBING),),
+            ).fetchall()
+            for job_id, claimed_by, claimed_at in rows:
+                if not claim_is_stale(claimed_by, claimed_at, timeout_s):
+                    continue
+                self.db.execute(
+                    "UPDATE jobs SET state = ?, claimed_by = NULL, claimed_at = NULL, "
+                    "updated_at = ? WHERE id = ?",
+                    (str(JobState.RECEIVED), time.time(), job_id),
+                )
+                self._event(
+                    "state",
+                    job_id,
+                    str(JobState.TRANSCRIBING),
+                    str(JobState.RECEIVED),
+                    f"stale claim of {claimed_by} released",
+                )
+                released.append(job_id)
+        return released
+
+    def events(self, job_id: str | None = None) -> list[sqlite3.Row]:
+        sql = "SELECT * FROM events"
+        params: tuple[Any, ...] = ()
+        if job_id:
+            sql += " WHERE job_id = ?"
+            params = (job_id,)
+        return self.db.execute(sql + " ORDER BY seq", params).fetchall()
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def claim_is_stale(claimed_by: str | None, claimed_at: float | None, timeout_s: float) -> bool:
+    """A claim is stale when its process is gone (same host) or it outlived the timeout."""
+    host = socket.gethostname()
+    if not claimed_by or claimed_at is None:
+        return True
+    if time.time() - claimed_at > timeout_s:
+        return True
+    claim_host, _, pid = claimed_by.rpartition(":")
+    if claim_host != host or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,153 @@
+"""Creating and opening a workspace (``--home``): folders, config, job store.
+
+A workspace holds confidential audio and letters, so every folder is created
+owner-only (0700) and every file the program writes is 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import CONFIG_NAME, Config, load_config
+from .errors import WorkspaceError
+from .fsutil import atomic_write_text
+from .models import PROJECT_ROOT
+from .store import JobStore
+
+SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"
+
+CONFIG_HEADER = """\
+# Dictation pipeline workspace configuration.
+# Paths are relative to this file's folder. Secrets (signing passphrases, keys)
+# never go here: see the keys/ folder and the documentation.
+
+[paths]
+inbox = "inbox"            # doctors and lawyers drop audio into inbox/<client>/
+archive = "archive"        # encrypted, signed letters
+work = "work"              # per-job working files (owner-only)
+quarantine = "quarantine"  # rejected input, with the reason in the job store
+templates = "templates"    # templates/<client>/*.docx
+keys = "keys"
+
+[transcription]
+model = "base"             # "base" (embedded), a local model folder, or a hub name
+device = "auto"            # auto | cpu | cuda
+compute_type = "auto"      # auto: float16 on GPU, int8 on CPU
+beam_size = 5
+vad = true
+cpu_threads = 0            # 0: one thread per available core
+
+[limits]
+max_file_mb = 1024
+max_duration_min = 240
+stable_seconds = 2.0       # a dropped file is taken once unchanged this long
+scan_interval_s = 30       # full inbox rescan, in case a file event was missed
+claim_timeout_s = 14400
+max_sidecar_kb = 64
+"""
+
+DEMO_CLIENTS = """
+[clients.cabinet-martin]
+name = "Cabinet de cardiologie du Dr Martin (DÉMO)"
+language = "fr"
+domain = "medical"
+template = "compte-rendu.docx"
+vocabulary = ["Kardégic", "bisoprolol", "apixaban", "échocardiographie"]
+
+[clients.maitre-dubois]
+name = "Maître Dubois, avocat (DÉMO)"
+language = "fr"
+domain = "legal"
+template = "lettre.docx"
+vocabulary = ["assignation", "référé", "conclusions"]
+
+[clients.riverside-clinic]
+name = "Riverside Clinic (DEMO)"
+language = "en"
+domain = "medical"
+template = "clinic-letter.docx"
+vocabulary = ["bisoprolol", "apixaban", "echocardiography"]
+"""
+
+EXAMPLE_CLIENT = """
+# Add one table per client; its inbox folder is inbox/<id>/.
+# [clients.dr-example]
+# name = "Dr Example"
+# language = "fr"          # fr | en | auto
+# domain = "medical"       # medical | legal | general
+# template = "letter.docx"
+# vocabulary = ["term", "Colleague Name"]
+"""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    home: Path
+    created_config: bool
+    clients: tuple[str, ...]
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
+    """Create folders, config and job store; harmless to run again on a workspace."""
+    home = home.resolve()
+    _make_private_dir(home)
+    config_path = home / CONFIG_NAME
+    created = not config_path.exists()
+    if created:
+        atomic_write_text(config_path, CONFIG_HEADER + (DEMO_CLIENTS if demo else EXAMPLE_CLIENT))
+    elif demo and "[clients.cabinet-martin]" not in config_path.read_text(encoding="utf-8"):
+        atomic_write_text(config_path, config_path.read_text(encoding="utf-8") + DEMO_CLIENTS)
+    config = load_config(home)
+    ensure_folders(config)
+    if demo:
+        _copy_demo_templates(config)
+    JobStore(config.paths.database).close()
+    return InitResult(home=home, created_config=created, clients=tuple(config.clients))
+
+
+def ensure_folders(config: Config) -> None:
+    """Every folder the pipeline writes to, owner-only, plus one inbox per client."""
+    paths = config.paths
+    for folder in (
+        paths.inbox,
+        paths.archive,
+        paths.work,
+        paths.quarantine,
+        paths.templates,
+        paths.keys,
+    ):
+        _make_private_dir(folder)
+    for client_id in config.clients:
+        _make_private_dir(paths.inbox / client_id)
+        _make_private_dir(paths.templates / client_id)
+
+
+def _copy_demo_templates(config: Config) -> None:
+    for client_id in config.clients:
+        shipped = SHIPPED_TEMPLATES / client_id
+        if not shipped.is_dir():
+            continue
+        for template in shipped.glob("*.docx"):
+            target = config.paths.templates / client_id / template.name
+            if not target.exists():
+                shutil.copy2(template, target)
+                os.chmod(target, 0o600)
+
+
+def open_workspace(home: Path) -> Config:
+    """Load the config of an initialised workspace and check its folders exist."""
+    config = load_config(home)
+    if not config.paths.inbox.is_dir():
+        raise WorkspaceError(
+            f"workspace {config.paths.home} has no inbox folder",
+            hint=f"run `transcribe --home {config.paths.home} init`",
+        )
+    return config
