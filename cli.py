@@ -205,27 +205,96 @@ def show(
 
 
 @app.command()
-def doctor() -> None:
+def demo() -> None:
+    """Make a demo workspace, drop sample dictations, run the pipeline, show the result."""
+    from transcribe.demo import drop_samples
+    from transcribe.engine import WhisperEngine
+    from transcribe.status import list_jobs, load_transcript
+    from transcribe.watcher import watch as run_watch
+    from transcribe.workspace import init_workspace, open_workspace
+
+    with errors_to_exit():
+        init_workspace(state.home, demo=True)
+        config = open_workspace(state.home)
+        dropped = drop_samples(config)
+        out.print(
+            f"dropped {len(dropped)} sample dictation(s) into {config.paths.inbox}",
+            markup=False,
+            highlight=False,
+        )
+        run_watch(
+            config,
+            once=True,
+            reporter=ConsoleReporter(),
+            engine_factory=lambda: WhisperEngine(config.transcription),
+        )
+        rows = list_jobs(config)
+        previews = {
+            row["id"]: _preview(load_transcript(config, row["id"])["text"])
+            for row in rows
+            if row["state"] == "review"
+        }
+    table = Table(title="Demo jobs")
+    for column in ("job", "client", "state", "audio", "start of the transcript"):
+        table.add_column(column, no_wrap=column in ("job", "state"))
+    for row in rows:
+        seconds = f"{row['duration_s']:.0f} s" if row["duration_s"] else ""
+        table.add_row(
+            row["id"],
+            row["client"],
+            row["state"],
+            seconds,
+            previews.get(row["id"], row["reason"] or ""),
+        )
+    out.print(table)
+    home = config.paths.home
+    out.print("\nNext:", style="bold")
+    out.print(f"  python cli.py --home {home} show JOB          # a whole draft", markup=False)
+    out.print(
+        f"  python cli.py --home {home} show JOB --json   # words, times, confidence", markup=False
+    )
+    out.print(
+        f"  python cli.py --home {home} watch             # keep watching the inbox", markup=False
+    )
+    out.print(
+        f"  drop audio (wav, mp3, m4a, ogg, flac, webm, amr, dss) into {home}/inbox/<client>/",
+        markup=False,
+    )
+
+
+def _preview(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable checks.")] = False,
+) -> None:
     """What is installed, which model and device, what is missing."""
+    from dataclasses import asdict
+
     from transcribe.doctor import run_checks
     from transcribe.workspace import load_config
 
     transcription = None
-    config_path = state.home / "transcribe.toml"
     with errors_to_exit():
-        if config_path.is_file():
+        if (state.home / "transcribe.toml").is_file():
             transcription = load_config(state.home).transcription
         checks = run_checks(transcription)
-    table = Table(show_header=False, box=None)
-    for check in checks:
-        mark = (
-            "[green]ok[/]"
-            if check.ok
-            else ("[red]MISSING[/]" if check.required else "[yellow]absent[/]")
-        )
-        table.add_row(mark, check.name, check.detail)
-    out.print(f"transcribe {__version__}")
-    out.print(table)
+    if as_json:
+        typer.echo(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        table = Table(show_header=False, box=None)
+        for check in checks:
+            mark = (
+                "[green]ok[/]"
+                if check.ok
+                else ("[red]MISSING[/]" if check.required else "[yellow]absent[/]")
+            )
+            table.add_row(mark, check.name, check.detail)
+        out.print(f"transcribe {__version__}")
+        out.print(table)
     if not all(c.ok for c in checks if c.required):
         raise typer.Exit(1)
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,15 @@ def test_stability_needs_unchanged_size_and_mtime_for_the_delay(tmp_path: Path) 
     assert not tracker.observe(path, now=2.5)  # grew: the clock restarts
     assert not tracker.observe(path, now=4.0)
     assert tracker.observe(path, now=4.6)
+
+
+def test_a_file_untouched_for_the_delay_is_ready_when_first_seen(tmp_path: Path) -> None:
+    path = tmp_path / "old.wav"
+    path.write_bytes(b"1")
+    os.utime(path, (time.time() - 10, time.time() - 10))
+    assert StabilityTracker(delay=2.0).observe(path, now=0.0)
+    os.utime(path, (time.time() + 60, time.time() + 60))  # clock skew: not trusted
+    assert not StabilityTracker(delay=2.0).observe(path, now=0.0)
 
 
 def test_a_good_file_becomes_a_received_job_and_leaves_the_inbox(

@@ -91,7 +91,11 @@ class StabilityTracker:
         self._seen: dict[Path, tuple[tuple[int, int], float]] = {}
 
     def observe(self, path: Path, now: float | None = None) -> bool:
-        """Record the file's current signature; True once it has been stable long enough."""
+        """Record the file's current signature; True once it has been stable long enough.
+
+        A file already untouched for ``delay`` seconds when first seen (dropped while
+        we were down, or before a ``--once`` run) is ready at once.
+        """
         now = time.monotonic() if now is None else now
         try:
             st = path.lstat()
@@ -102,7 +106,7 @@ class StabilityTracker:
         previous = self._seen.get(path)
         if previous is None or previous[0] != signature:
             self._seen[path] = (signature, now)
-            return self.delay <= 0
+            return previous is None and time.time() - st.st_mtime >= self.delay
         return now - previous[1] >= self.delay
 
     def forget(self, path: Path) -> None:

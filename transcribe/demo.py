@@ -1,0 +1,106 @@
+"""Sample dictations for ``make demo``, spoken by espeak-ng from invented text.
+
+Every name and fact below is invented. The French voice of espeak-ng is robotic and
+Whisper base mishears much of it; real French dictation does far better (see the
+FLEURS numbers in bench/). The samples use dictation conventions ("comma", "virgule",
+"new paragraph") on purpose: they show what the post-processing stage has to handle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .errors import ExternalToolError
+from .fsutil import atomic_copy, sha256_file
+from .store import JobStore
+
+
+@dataclass(frozen=True)
+class Sample:
+    client: str
+    name: str
+    voice: str
+    rate: int
+    text: str
+    sidecar: dict[str, str]
+
+
+SAMPLES = (
+    Sample(
+        client="riverside-clinic", name="cardiology-letter.wav", voice="en-gb", rate=150,
+        text=(
+            "Dear Doctor Patel comma new paragraph thank you for referring Mr Jonathan Reed "
+            "comma aged sixty four comma who presents with exertional breathlessness period "
+            "the echocardiogram shows a left ventricular ejection fraction of fifty percent "
+            "period I have started bisoprolol two point five milligrams once daily period "
+            "new paragraph yours sincerely"
+        ),
+        sidecar={"author": "Dr Amelia Hart", "patient": "Jonathan Reed (invented)",
+                 "document_type": "clinic letter", "priority": "urgent", "language": "en"},
+    ),
+    Sample(
+        client="riverside-clinic", name="discharge-summary.wav", voice="en-us", rate=145,
+        text=(
+            "Discharge summary period the patient was admitted with community acquired "
+            "pneumonia and treated with amoxicillin for seven days period she is now "
+            "afebrile and mobilising independently period please review her in the clinic "
+            "in six weeks period"
+        ),
+        sidecar={"author": "Dr Amelia Hart", "document_type": "discharge summary"},
+    ),
+    Sample(
+        client="cabinet-martin", name="compte-rendu.wav", voice="fr-fr", rate=135,
+        text=(
+            "Cher confrère virgule je vous remercie de m'avoir adressé madame Lucie Bernard "
+            "virgule âgée de soixante-huit ans point elle présente une dyspnée d'effort "
+            "depuis trois semaines point nouveau paragraphe l'échographie cardiaque montre "
+            "une fraction d'éjection conservée point"
+        ),
+        sidecar={"author": "Dr Claire Martin", "patient": "Lucie Bernard (fictive)",
+                 "document_type": "compte rendu de consultation", "language": "fr"},
+    ),
+    Sample(
+        client="maitre-dubois", name="lettre-client.wav", voice="fr-fr", rate=135,
+        text=(
+            "Madame virgule suite à notre rendez-vous virgule je vous confirme que "
+            "l'assignation a été délivrée le douze mars point l'audience de référé est "
+            "fixée au mois prochain point"
+        ),
+        sidecar={"author": "Maître Paul Dubois", "matter": "Dossier 2026-017 (fictif)",
+                 "document_type": "lettre", "language": "fr"},
+    ),
+)
+
+
+def synthesise(sample: Sample, folder: Path) -> Path:
+    """Speak one sample into ``folder`` with espeak-ng (the demo's only speech source)."""
+    if shutil.which("espeak-ng") is None:
+        raise ExternalToolError("espeak-ng is not installed", hint="run `make setup`")
+    target = folder / sample.name
+    subprocess.run(
+        ["espeak-ng", "-v", sample.voice, "-s", str(sample.rate), "-w", str(target), sample.text],
+        check=True, capture_output=True, timeout=120,
+    )
+    return target
+
+
+def drop_samples(config: Config) -> list[Path]:
+    """Put each sample (and its sidecar) in its client's inbox, unless already taken in."""
+    dropped = []
+    with tempfile.TemporaryDirectory() as tmp, JobStore(config.paths.database) as store:
+        for sample in SAMPLES:
+            audio = synthesise(sample, Path(tmp))
+            if store.find_by_hash(sha256_file(audio)) is not None:
+                continue
+            target = config.paths.inbox / sample.client / sample.name
+            sidecar = target.with_name(target.name + ".json")
+            sidecar.write_text(json.dumps(sample.sidecar, ensure_ascii=False), encoding="utf-8")
+            atomic_copy(audio, target)  # appears complete, as a well-behaved sender would
+            dropped.append(target)
+    return dropped
