@@ -185,8 +185,8 @@ def watch(
             while not (stop and stop()):
                 intake.add(events.drain())
                 if time.monotonic() - last_scan >= config.limits.scan_interval_s:
+                    recover(config, store, reporter)  # another worker may have died
                     intake.add(list(scan_inbox(config.paths.inbox)))
-                    finish_pending_intake(config, store, timeout_s=config.limits.claim_timeout_s)
                     last_scan = time.monotonic()
                 summary.taken += intake.step()
                 summary.transcribed += transcribe_pending(
