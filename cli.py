@@ -193,15 +193,19 @@ def show(
         bool, typer.Option("--json", help="Also words with times and probabilities.")
     ] = False,
 ) -> None:
-    """A job's current draft text."""
-    from transcribe.status import load_transcript
+    """A job's current draft text and fields."""
+    from transcribe.status import load_job_draft
 
     with errors_to_exit():
-        transcript = load_transcript(_config(), job_id)
+        draft = load_job_draft(_config(), job_id)
     if as_json:
-        typer.echo(json.dumps(transcript, ensure_ascii=False, indent=2))
-    else:
-        typer.echo(transcript["text"])
+        typer.echo(json.dumps(draft, ensure_ascii=False, indent=2))
+        return
+    for name, value in draft["fields"].items():
+        typer.echo(f"{name}: {value}")
+    if draft["fields"]:
+        typer.echo("")
+    typer.echo(draft["text"])
 
 
 @app.command()
@@ -209,7 +213,7 @@ def demo() -> None:
     """Make a demo workspace, drop sample dictations, run the pipeline, show the result."""
     from transcribe.demo import drop_samples
     from transcribe.engine import WhisperEngine
-    from transcribe.status import list_jobs, load_transcript
+    from transcribe.status import list_jobs, load_job_draft
     from transcribe.watcher import watch as run_watch
     from transcribe.workspace import init_workspace, open_workspace
 
@@ -230,7 +234,7 @@ def demo() -> None:
         )
         rows = list_jobs(config)
         previews = {
-            row["id"]: _preview(load_transcript(config, row["id"])["text"])
+            row["id"]: _preview(load_job_draft(config, row["id"])["text"])
             for row in rows
             if row["state"] == "review"
         }

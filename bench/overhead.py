@@ -82,11 +82,12 @@ def run_pipeline(clip: Path, language: str, scratch: Path) -> tuple[float, str]:
             [*cli, "status", "--json"], check=True, capture_output=True, text=True
         ).stdout
     )
-    transcript = json.loads(
+    shown = json.loads(
         subprocess.run(
             [*cli, "show", job["id"], "--json"], check=True, capture_output=True, text=True
         ).stdout
     )
+    transcript = json.loads(Path(shown["transcript"]).read_text())
     assert transcript["options"]["beam_size"] == 5 and transcript["options"]["vad_filter"]
     shutil.rmtree(home)
     return elapsed, transcript["text"]

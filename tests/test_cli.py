@@ -21,10 +21,16 @@ from tests.conftest import CLIENT, PROJECT, set_limits
 runner = CliRunner()
 
 
-def cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, str(PROJECT / "cli.py"), *args], text=True,
-                            capture_output=True, timeout=timeout, env=env)
+def cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "cli.py"), *args],
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -49,12 +55,16 @@ def test_home_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
     assert (tmp_path / "env-home" / "transcribe.toml").is_file()
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["status"], 3, "is not a workspace"),
-    (["watch", "--once"], 3, "is not a workspace"),
-])
-def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, args: list[str], code: int,
-                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["status"], 3, "is not a workspace"),
+        (["watch", "--once"], 3, "is not a workspace"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     result = cli("--home", str(tmp_path), *args, check=False)
     assert result.returncode == code
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -88,10 +98,17 @@ def test_contract_inbox_to_review_and_duplicate(tmp_path: Path, clips: list[Path
     cli("--home", str(home), "watch", "--once")
     [job] = json.loads(cli("--home", str(home), "status", "--json").stdout)
     assert {k: job[k] for k in ("client", "state", "source", "reason")} == {
-        "client": CLIENT, "state": "review", "source": "dictation.wav", "reason": None}
-    transcript = json.loads(cli("--home", str(home), "show", job["id"], "--json").stdout)
-    words = [w for s in transcript["segments"] for w in s["words"]]
-    assert words and all(0 < w["probability"] <= 1 for w in words)
+        "client": CLIENT,
+        "state": "review",
+        "source": "dictation.wav",
+        "reason": None,
+    }
+    shown = json.loads(cli("--home", str(home), "show", job["id"], "--json").stdout)
+    words = shown["words"]
+    assert words and all(0 < w["probability"] <= 1 and w["end"] > w["start"] for w in words)
+    assert all(shown["text"][slice(*w["span"])] for w in words if w["span"])
+    raw = json.loads(Path(shown["transcript"]).read_text())
+    assert [w["word"] for s in raw["segments"] for w in s["words"]] == [w["word"] for w in words]
     assert "patel" in cli("--home", str(home), "show", job["id"]).stdout.lower()
     assert not any((home / "inbox").rglob("*.wav"))
     shutil.copyfile(clips[0], home / "inbox" / CLIENT / "dictation-again.wav")
@@ -104,32 +121,39 @@ def test_contract_inbox_to_review_and_duplicate(tmp_path: Path, clips: list[Path
 
 def _states(database: Path) -> dict[str, tuple[str, int]]:
     with sqlite3.connect(database, timeout=30) as db:
-        return {row[0]: (row[1], row[2]) for row in
-                db.execute("SELECT source_name, state, attempts FROM jobs")}
+        return {
+            row[0]: (row[1], row[2])
+            for row in db.execute("SELECT source_name, state, attempts FROM jobs")
+        }
 
 
 @pytest.mark.slow
 def test_a_watcher_killed_mid_transcription_resumes_without_loss_or_repeat(
-        tmp_path: Path, clips: list[Path]) -> None:
+    tmp_path: Path, clips: list[Path]
+) -> None:
     home = tmp_path / "h"
     cli("--home", str(home), "init", "--demo")
     set_limits(home, stable_seconds=0.2)
     for index, clip in enumerate(clips[:4]):
         shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
-    proc = subprocess.Popen([sys.executable, str(PROJECT / "cli.py"), "--home", str(home),
-                             "watch", "--once"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT / "cli.py"), "--home", str(home), "watch", "--once"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         states = _states(home / "jobs.db") if (home / "jobs.db").exists() else {}
         if sum(s == "review" for s, _ in states.values()) >= 1 and any(
-                s == "transcribing" for s, _ in states.values()):
+            s == "transcribing" for s, _ in states.values()
+        ):
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    interrupted = [name for name, (s, _) in _states(home / "jobs.db").items()
-                   if s == "transcribing"]
+    interrupted = [
+        name for name, (s, _) in _states(home / "jobs.db").items() if s == "transcribing"
+    ]
     assert interrupted, "the kill did not land during a transcription"
     cli("--home", str(home), "watch", "--once")
     final = _states(home / "jobs.db")
@@ -137,8 +161,9 @@ def test_a_watcher_killed_mid_transcription_resumes_without_loss_or_repeat(
     assert {s for s, _ in final.values()} == {"review"}
     assert final[interrupted[0]][1] == 2  # claimed twice: killed once, then finished
     with sqlite3.connect(home / "jobs.db") as db:
-        reviews = db.execute("SELECT job_id, COUNT(*) FROM events WHERE to_state = 'review' "
-                             "GROUP BY job_id").fetchall()
+        reviews = db.execute(
+            "SELECT job_id, COUNT(*) FROM events WHERE to_state = 'review' GROUP BY job_id"
+        ).fetchall()
     assert len(reviews) == 4 and all(count == 1 for _, count in reviews)
     assert len(list((home / "work" / "jobs").glob("*/transcript.json"))) == 4
     assert not any((home / "inbox").rglob("*.wav"))

@@ -136,3 +136,16 @@ def test_stale_claims_of_dead_processes_are_released(store: JobStore) -> None:
     store.claim_next()  # our own live claim is not stale
     assert store.release_stale_claims(timeout_s=3600) == []
     assert store.integrity_ok()
+
+
+def test_review_lock_is_exclusive_until_released_or_expired(store: JobStore) -> None:
+    job_id = add(store, "h")
+    store.lock_for_review(job_id, "anne", timeout_s=600)
+    store.lock_for_review(job_id, "anne", timeout_s=600)  # refreshing one's own lock
+    with pytest.raises(StateError, match="being reviewed by anne"):
+        store.lock_for_review(job_id, "bruno", timeout_s=600)
+    assert store.lock_for_review(job_id, "bruno", timeout_s=0).review_lock == "bruno"
+    store.unlock_review(job_id, "anne")  # not anne's any more: no effect
+    assert store.get(job_id).review_lock == "bruno"
+    store.unlock_review(job_id, "bruno")
+    assert store.get(job_id).review_lock is None

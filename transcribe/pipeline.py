@@ -8,6 +8,7 @@ redoes only the unfinished work. A stage never leaves a half-written result behi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config
+from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
 from .errors import AudioError, ModelError
 from .fsutil import atomic_write_json, fsync_dir
@@ -36,6 +38,29 @@ def job_dir(config: Config, job: Job) -> Path:
 
 def transcript_path(config: Config, job: Job) -> Path:
     return job_dir(config, job) / TRANSCRIPT_NAME
+
+
+def draft_path(config: Config, job: Job) -> Path:
+    return job_dir(config, job) / DRAFT_NAME
+
+
+def sidecar_fields(config: Config, job: Job) -> dict[str, str]:
+    """Letter fields the sender already gave (patient, author...) pre-fill the draft."""
+    path = job_dir(config, job) / "sidecar.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("author", "patient", "matter", "document_type", "recipient", "reference")
+    return {key: data[key] for key in keys if data.get(key)}
+
+
+def first_draft(config: Config, job: Job, transcript: dict[str, Any]) -> dict[str, Any]:
+    """Post-process Whisper's words into the draft the secretary will review."""
+    words = whisper_words(transcript)
+    text = transcript["text"]
+    return new_draft(
+        job.id, transcript["language"], text, words, sidecar_fields(config, job), postprocessing={}
+    )
 
 
 def decode_options(config: Config, job: Job) -> DecodeOptions:
@@ -97,7 +122,9 @@ def transcribe_job(config: Config, store: JobStore, engine: WhisperEngine, job: 
         return store.transition(job.id, JobState.FAILED, reason=reason)
     if not result["segments"]:
         log.info("job %s: no speech found", job.id)
-    atomic_write_json(transcript_path(config, job), build_transcript(job, engine, options, result))
+    transcript = build_transcript(job, engine, options, result)
+    atomic_write_json(transcript_path(config, job), transcript)
+    save_draft(draft_path(config, job), first_draft(config, job, transcript))
     return store.transition(
         job.id,
         JobState.REVIEW,

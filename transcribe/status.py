@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .config import Config
+from .draft import load_draft
 from .errors import StateError
-from .pipeline import transcript_path
+from .pipeline import draft_path, transcript_path
 from .store import JobStore
 
 STATUS_FIELDS = (
@@ -32,11 +32,21 @@ def list_jobs(config: Config, *, client: str | None = None) -> list[dict[str, An
     return [{key: job.as_dict()[key] for key in STATUS_FIELDS} for job in jobs]
 
 
-def load_transcript(config: Config, job_id: str) -> dict[str, Any]:
-    """The job's transcript as saved by the transcription stage."""
+def load_job_draft(config: Config, job_id: str) -> dict[str, Any]:
+    """What ``show`` prints: the job, its current draft text, fields and timed words."""
     with JobStore(config.paths.database) as store:
         job = store.get(job_id)
-    path = transcript_path(config, job)
+    path = draft_path(config, job)
     if not path.is_file():
-        raise StateError(f"job {job_id} has no transcript yet (state: {job.state})")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise StateError(f"job {job_id} has no draft yet (state: {job.state})")
+    draft = load_draft(path)
+    return {
+        "id": job.id,
+        "client": job.client,
+        "state": str(job.state),
+        "language": draft["language"],
+        "text": draft["text"],
+        "fields": draft["fields"],
+        "words": draft["words"],
+        "transcript": str(transcript_path(config, job)),
+    }

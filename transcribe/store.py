@@ -88,6 +88,11 @@ MIGRATIONS: tuple[str, ...] = (
         detail     TEXT
     );
     """,
+    # 2: a job open in the review loop is locked to one reviewer, visibly, with expiry
+    """
+    ALTER TABLE jobs ADD COLUMN review_lock TEXT;
+    ALTER TABLE jobs ADD COLUMN review_lock_at REAL
+    """,
 )
 
 JOB_COLUMNS = [
@@ -111,6 +116,8 @@ JOB_COLUMNS = [
     "claimed_at",
     "created_at",
     "updated_at",
+    "review_lock",
+    "review_lock_at",
 ]
 
 
@@ -138,6 +145,8 @@ class Job:
     claimed_at: float | None
     created_at: float
     updated_at: float
+    review_lock: str | None = None
+    review_lock_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -149,7 +158,7 @@ class Job:
         data = {name: getattr(self, name) for name in JOB_COLUMNS}
         data["state"] = str(self.state)
         data["source"] = self.source_name
-        for stamp in ("created_at", "updated_at", "claimed_at"):
+        for stamp in ("created_at", "updated_at", "claimed_at", "review_lock_at"):
             if data[stamp] is not None:
                 data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
         return data
@@ -361,6 +370,36 @@ class JobStore:
                 )
                 released.append(job_id)
         return released
+
+    def lock_for_review(self, job_id: str, reviewer: str, *, timeout_s: float) -> Job:
+        """Lock a job to one reviewer; a lock older than ``timeout_s`` may be taken over."""
+        with self.transaction():
+            job = self.get(job_id)
+            held = job.review_lock and job.review_lock != reviewer
+            fresh = job.review_lock_at is not None and time.time() - job.review_lock_at < timeout_s
+            if held and fresh:
+                raise StateError(
+                    f"job {job_id} is being reviewed by {job.review_lock}",
+                    hint=f"the lock expires {timeout_s / 60:.0f} min after their last action",
+                )
+            self.db.execute(
+                "UPDATE jobs SET review_lock = ?, review_lock_at = ? WHERE id = ?",
+                (reviewer, time.time(), job_id),
+            )
+            if not job.review_lock or held:
+                self._event("review-lock", job_id, detail=reviewer)
+        return self.get(job_id)
+
+    def unlock_review(self, job_id: str, reviewer: str) -> None:
+        """Release our own lock (on exit); someone else's lock is left alone."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE jobs SET review_lock = NULL, review_lock_at = NULL "
+                "WHERE id = ? AND review_lock = ?",
+                (job_id, reviewer),
+            )
+            if cursor.rowcount:
+                self._event("review-unlock", job_id, detail=reviewer)
 
     def events(self, job_id: str | None = None) -> list[sqlite3.Row]:
         sql = "SELECT * FROM events"
