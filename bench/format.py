@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transcribe.dictation import format_dictation  # noqa: E402
+from transcribe.dictation import format_dictation
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "format-dev"
 _SPACES = re.compile(r"\s+")

@@ -33,7 +33,10 @@ class Sample:
 
 SAMPLES = (
     Sample(
-        client="riverside-clinic", name="cardiology-letter.wav", voice="en-gb", rate=150,
+        client="riverside-clinic",
+        name="cardiology-letter.wav",
+        voice="en-gb",
+        rate=150,
         text=(
             "Dear Doctor Patel comma new paragraph thank you for referring Mr Jonathan Reed "
             "comma aged sixty four comma who presents with exertional breathlessness period "
@@ -41,11 +44,19 @@ SAMPLES = (
             "period I have started bisoprolol two point five milligrams once daily period "
             "new paragraph yours sincerely"
         ),
-        sidecar={"author": "Dr Amelia Hart", "patient": "Jonathan Reed (invented)",
-                 "document_type": "clinic letter", "priority": "urgent", "language": "en"},
+        sidecar={
+            "author": "Dr Amelia Hart",
+            "patient": "Jonathan Reed (invented)",
+            "document_type": "clinic letter",
+            "priority": "urgent",
+            "language": "en",
+        },
     ),
     Sample(
-        client="riverside-clinic", name="discharge-summary.wav", voice="en-us", rate=145,
+        client="riverside-clinic",
+        name="discharge-summary.wav",
+        voice="en-us",
+        rate=145,
         text=(
             "Discharge summary period the patient was admitted with community acquired "
             "pneumonia and treated with amoxicillin for seven days period she is now "
@@ -55,25 +66,39 @@ SAMPLES = (
         sidecar={"author": "Dr Amelia Hart", "document_type": "discharge summary"},
     ),
     Sample(
-        client="cabinet-martin", name="compte-rendu.wav", voice="fr-fr", rate=135,
+        client="cabinet-martin",
+        name="compte-rendu.wav",
+        voice="fr-fr",
+        rate=135,
         text=(
             "Cher confrère virgule je vous remercie de m'avoir adressé madame Lucie Bernard "
             "virgule âgée de soixante-huit ans point elle présente une dyspnée d'effort "
             "depuis trois semaines point nouveau paragraphe l'échographie cardiaque montre "
             "une fraction d'éjection conservée point"
         ),
-        sidecar={"author": "Dr Claire Martin", "patient": "Lucie Bernard (fictive)",
-                 "document_type": "compte rendu de consultation", "language": "fr"},
+        sidecar={
+            "author": "Dr Claire Martin",
+            "patient": "Lucie Bernard (fictive)",
+            "document_type": "compte rendu de consultation",
+            "language": "fr",
+        },
     ),
     Sample(
-        client="maitre-dubois", name="lettre-client.wav", voice="fr-fr", rate=135,
+        client="maitre-dubois",
+        name="lettre-client.wav",
+        voice="fr-fr",
+        rate=135,
         text=(
             "Madame virgule suite à notre rendez-vous virgule je vous confirme que "
             "l'assignation a été délivrée le douze mars point l'audience de référé est "
             "fixée au mois prochain point"
         ),
-        sidecar={"author": "Maître Paul Dubois", "matter": "Dossier 2026-017 (fictif)",
-                 "document_type": "lettre", "language": "fr"},
+        sidecar={
+            "author": "Maître Paul Dubois",
+            "matter": "Dossier 2026-017 (fictif)",
+            "document_type": "lettre",
+            "language": "fr",
+        },
     ),
 )
 
@@ -85,7 +110,9 @@ def synthesise(sample: Sample, folder: Path) -> Path:
     target = folder / sample.name
     subprocess.run(
         ["espeak-ng", "-v", sample.voice, "-s", str(sample.rate), "-w", str(target), sample.text],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     return target
 
