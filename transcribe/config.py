@@ -19,6 +19,7 @@ CONFIG_NAME = "transcribe.toml"
 LANGUAGES = ("fr", "en", "auto")
 DOMAINS = ("medical", "legal", "general")
 DEVICES = ("auto", "cpu", "cuda")
+BIAS_MODES = ("initial_prompt", "hotwords", "none")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
 CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -33,6 +34,8 @@ class ClientConfig:
     domain: str = "general"
     template: str = ""
     vocabulary: tuple[str, ...] = ()
+    author_vocabulary: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dictation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TranscriptionConfig:
     beam_size: int = 5
     vad: bool = True
     cpu_threads: int = 0  # 0: one per available core
+    bias: str = "initial_prompt"  # how vocabulary reaches Whisper (see bench/asr.py)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,19 @@ class Limits:
     scan_interval_s: float = 30.0
     claim_timeout_s: float = 4 * 3600.0
     max_sidecar_kb: float = 64.0
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """Where the signing certificate and its passphrase come from (never the passphrase)."""
+
+    pkcs12: str = "keys/signing.p12"
+    passphrase_env: str = "TRANSCRIBE_SIGNING_PASSPHRASE"
+    passphrase_file: str = "keys/signing.pass"
+    trust_root: str = ""
+    timestamp_url: str = ""
+    visible_stamp: bool = False
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class Config:
     paths: Paths
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
     limits: Limits = field(default_factory=Limits)
+    signing: SigningConfig = field(default_factory=SigningConfig)
     clients: dict[str, ClientConfig] = field(default_factory=dict)
 
     def client(self, client_id: str) -> ClientConfig | None:
@@ -148,6 +166,7 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
         beam_size=beam,
         vad=vad,
         cpu_threads=threads,
+        bias=_choice("transcription", "bias", raw.get("bias", defaults.bias), BIAS_MODES),
     )
 
 
@@ -161,34 +180,84 @@ def _limits(raw: dict[str, Any]) -> Limits:
     return Limits(**values)
 
 
+def _terms(section: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[{section}] vocabulary must be a list of strings")
+    return tuple(value)
+
+
+def _authors(section: str, raw: Any) -> dict[str, tuple[str, ...]]:
+    """``[clients.X.authors."Dr Hart"] vocabulary = [...]``: each author's own terms."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}.authors] must be a table of authors")
+    authors = {}
+    for name, table in raw.items():
+        where = f'{section}.authors."{name}"'
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        _check_keys(where, table, {"vocabulary"})
+        authors[name] = _terms(where, table.get("vocabulary", []))
+    return authors
+
+
+def _dictation(section: str, raw: Any) -> dict[str, Any]:
+    """Checked now by building the options, so a typo fails at start-up."""
+    from .dictation import DictationOptions
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}.dictation] must be a table")
+    try:
+        DictationOptions(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}.dictation]: {exc}") from None
+    return dict(raw)
+
+
+def _signing(raw: dict[str, Any]) -> SigningConfig:
+    defaults = SigningConfig()
+    _check_keys("signing", raw, set(defaults.__dataclass_fields__))
+    values: dict[str, Any] = {}
+    for key in defaults.__dataclass_fields__:
+        value = raw.get(key, getattr(defaults, key))
+        if not isinstance(value, type(getattr(defaults, key))):
+            raise ConfigError(f"[signing] {key} has the wrong type: {value!r}")
+        values[key] = value
+    if "passphrase" in raw:
+        raise ConfigError("[signing] passphrase must not be in the config file")
+    return SigningConfig(**values)
+
+
 def _client(client_id: str, raw: Any) -> ClientConfig:
     section = f"clients.{client_id}"
     if not CLIENT_ID.match(client_id):
         raise ConfigError(f"client id {client_id!r} must be lowercase letters, digits, '-' or '_'")
     if not isinstance(raw, dict):
         raise ConfigError(f"[{section}] must be a table")
-    _check_keys(section, raw, {"name", "language", "domain", "template", "vocabulary"})
-    vocabulary = raw.get("vocabulary", [])
-    if not isinstance(vocabulary, list) or not all(isinstance(v, str) for v in vocabulary):
-        raise ConfigError(f"[{section}] vocabulary must be a list of strings")
+    allowed = {"name", "language", "domain", "template", "vocabulary", "authors", "dictation"}
+    _check_keys(section, raw, allowed)
     return ClientConfig(
         id=client_id,
         name=str(raw.get("name", client_id)),
         language=_choice(section, "language", raw.get("language", "auto"), LANGUAGES),
         domain=_choice(section, "domain", raw.get("domain", "general"), DOMAINS),
         template=str(raw.get("template", "")),
-        vocabulary=tuple(vocabulary),
+        vocabulary=_terms(section, raw.get("vocabulary", [])),
+        author_vocabulary=_authors(section, raw.get("authors", {})),
+        dictation=_dictation(section, raw.get("dictation", {})),
     )
 
 
 def parse_config(home: Path, raw: dict[str, Any]) -> Config:
     """Validate a parsed TOML document; every error names the offending key."""
-    _check_keys("top level", raw, {"paths", "transcription", "limits", "clients"})
+    _check_keys(
+        "top level", raw, {"paths", "transcription", "limits", "signing", "clients", "retention"}
+    )
     clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
     return Config(
         paths=_paths(home, _table(raw, "paths")),
         transcription=_transcription(_table(raw, "transcription")),
         limits=_limits(_table(raw, "limits")),
+        signing=_signing(_table(raw, "signing")),
         clients=clients,
     )
 

@@ -34,6 +34,7 @@ class DecodeOptions:
     vad_filter: bool = True
     word_timestamps: bool = True
     initial_prompt: str | None = None
+    hotwords: str | None = None
     condition_on_previous_text: bool = True
     vad_parameters: dict[str, Any] = field(default_factory=lambda: {"min_silence_duration_ms": 500})
 

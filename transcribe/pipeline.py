@@ -12,17 +12,19 @@ import json
 import logging
 import os
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config
+from .config import ClientConfig, Config
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
 from .errors import AudioError, ModelError
 from .fsutil import atomic_write_json, fsync_dir
 from .intake import safe_name
+from .postprocess import Biasing, Draft, learning_store, plan_biasing, postprocess, token_counter
 from .progress import NullReporter, Reporter
 from .store import Job, JobState, JobStore
 
@@ -54,46 +56,82 @@ def sidecar_fields(config: Config, job: Job) -> dict[str, str]:
     return {key: data[key] for key in keys if data.get(key)}
 
 
-def first_draft(config: Config, job: Job, transcript: dict[str, Any]) -> dict[str, Any]:
-    """Post-process Whisper's words into the draft the secretary will review."""
-    words = whisper_words(transcript)
-    text = transcript["text"]
-    return new_draft(
-        job.id, transcript["language"], text, words, sidecar_fields(config, job), postprocessing={}
-    )
+@dataclass(frozen=True)
+class Dictation:
+    """Who dictated what, for whom: everything that tunes one transcription."""
+
+    client: ClientConfig
+    author: str | None
+    language: str | None  # "fr", "en", or None to detect
 
 
-def decode_options(config: Config, job: Job) -> DecodeOptions:
-    """Options for one job: language from the sidecar or client, else detected."""
-    language = job.language if job.language in ("fr", "en") else None
+def decode_options(config: Config, language: str | None, prompt: str | None) -> DecodeOptions:
+    """``bias`` decides how the vocabulary prompt reaches Whisper (measured in bench/asr.py)."""
+    bias = config.transcription.bias
     return DecodeOptions(
-        language=language,
+        language=language if language in ("fr", "en") else None,
         beam_size=config.transcription.beam_size,
         vad_filter=config.transcription.vad,
+        initial_prompt=prompt if bias == "initial_prompt" else None,
+        hotwords=prompt if bias == "hotwords" else None,
     )
 
 
-def build_transcript(
-    job: Job, engine: WhisperEngine, options: DecodeOptions, result: dict[str, Any]
+def transcribe_file(
+    config: Config, engine: WhisperEngine, audio: Path, dictation: Dictation
+) -> tuple[dict[str, Any], Draft]:
+    """Bias, decode and post-process one file; no job store involved (benchmarks use it)."""
+    learned = learning_store(config.paths.home)
+    counter = token_counter(engine.model_ref.location) if engine.model_ref.local else None
+    biasing = plan_biasing(
+        dictation.client,
+        dictation.author,
+        dictation.language,
+        learned,
+        home=config.paths.home,
+        count_tokens=counter,
+    )
+    options = decode_options(
+        config, dictation.language, biasing.prompt.text if biasing.prompt else None
+    )
+    result = engine.transcribe(audio, options)
+    if biasing.vocabulary is None and result["language"] in ("fr", "en"):
+        biasing = plan_biasing(
+            dictation.client,
+            dictation.author,
+            result["language"],
+            learned,
+            home=config.paths.home,
+            count_tokens=counter,
+        )
+        biasing = Biasing(vocabulary=biasing.vocabulary, prompt=None)  # decoded unprompted
+    transcript = transcript_record(engine, options, result, biasing)
+    draft = postprocess(
+        whisper_words(transcript),
+        result["language"],
+        dictation.client,
+        dictation.author,
+        biasing=biasing,
+        learned=learned,
+    )
+    return transcript, draft
+
+
+def transcript_record(
+    engine: WhisperEngine, options: DecodeOptions, result: dict[str, Any], biasing: Biasing
 ) -> dict[str, Any]:
     """The stage-result file: everything needed to review, reproduce and compare."""
     duration = result["duration_s"] or 0.0
     return {
         "schema": 1,
-        "job_id": job.id,
-        "client": job.client,
         "created_at": datetime.now(UTC).isoformat(),
         "program_version": __version__,
-        "audio": {
-            "file": Path(job.audio_path or "").name,
-            "sha256": job.content_hash,
-            "duration_s": duration,
-            "speech_s": result["speech_s"],
-        },
+        "audio": {"duration_s": duration, "speech_s": result["speech_s"]},
         "language": result["language"],
         "language_probability": result["language_probability"],
         "model": engine.describe(),
-        "options": {k: v for k, v in options.__dict__.items()},
+        "options": asdict(options),
+        "biasing": biasing.record(),
         "timings": {
             "transcribe_s": result["transcribe_s"],
             "real_time_factor": round(result["transcribe_s"] / duration, 4) if duration else None,
@@ -104,14 +142,20 @@ def build_transcript(
 
 
 def transcribe_job(config: Config, store: JobStore, engine: WhisperEngine, job: Job) -> Job:
-    """Transcribe one claimed job; its transcript is written before the state moves on."""
+    """Transcribe one claimed job; transcript and draft are written before the state moves."""
     if job.attempts > MAX_ATTEMPTS:
         reason = f"transcription was interrupted {job.attempts - 1} times; retry by hand"
         return store.transition(job.id, JobState.FAILED, reason=reason)
+    client = config.client(job.client)
+    if client is None:
+        return store.transition(
+            job.id, JobState.FAILED, reason=f"client {job.client!r} is no longer in the config"
+        )
     audio = config.paths.home / (job.audio_path or "")
-    options = decode_options(config, job)
     try:
-        result = engine.transcribe(audio, options)
+        transcript, draft = transcribe_file(
+            config, engine, audio, Dictation(client, job.author, job.language)
+        )
     except AudioError as exc:
         return quarantine_job(config, store, job, str(exc))
     except ModelError:
@@ -120,16 +164,19 @@ def transcribe_job(config: Config, store: JobStore, engine: WhisperEngine, job: 
     except (OSError, RuntimeError, MemoryError) as exc:
         reason = f"transcription failed: {' '.join(str(exc).split())[:200]}"
         return store.transition(job.id, JobState.FAILED, reason=reason)
-    if not result["segments"]:
-        log.info("job %s: no speech found", job.id)
-    transcript = build_transcript(job, engine, options, result)
+    transcript.update(job_id=job.id, client=job.client)
+    transcript["audio"].update(file=audio.name, sha256=job.content_hash)
     atomic_write_json(transcript_path(config, job), transcript)
-    save_draft(draft_path(config, job), first_draft(config, job, transcript))
+    fields = sidecar_fields(config, job)
+    save_draft(
+        draft_path(config, job),
+        new_draft(job.id, transcript["language"], draft.text, draft.words, fields, draft.record),
+    )
     return store.transition(
         job.id,
         JobState.REVIEW,
         expect=JobState.TRANSCRIBING,
-        language=result["language"],
+        language=transcript["language"],
         claimed_by=None,
         claimed_at=None,
     )

@@ -7,6 +7,7 @@ owner-only (0700) and every file the program writes is 0600.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ compute_type = "auto"      # auto: float16 on GPU, int8 on CPU
 beam_size = 5
 vad = true
 cpu_threads = 0            # 0: one thread per available core
+bias = "initial_prompt"    # initial_prompt | hotwords | none: how vocabulary reaches Whisper
 
 [limits]
 max_file_mb = 1024
@@ -47,6 +49,17 @@ stable_seconds = 2.0       # a dropped file is taken once unchanged this long
 scan_interval_s = 30       # full inbox rescan, in case a file event was missed
 claim_timeout_s = 14400
 max_sidecar_kb = 64
+
+[signing]
+# PKCS#12 certificate that signs every letter (PAdES). Its passphrase comes from
+# the environment variable, else the file (must be readable by its owner only),
+# else a prompt. `init --demo` makes a TEST certificate: never use it for real.
+pkcs12 = "keys/signing.p12"
+passphrase_env = "TRANSCRIBE_SIGNING_PASSPHRASE"
+passphrase_file = "keys/signing.pass"
+trust_root = ""            # extra root certificate (PEM) to trust when verifying
+timestamp_url = ""         # a time-stamping authority makes signatures PAdES B-T
+visible_stamp = false
 """
 
 DEMO_CLIENTS = """
@@ -109,6 +122,7 @@ def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
     ensure_folders(config)
     if demo:
         _copy_demo_templates(config)
+        _make_demo_certificate(config)
     JobStore(config.paths.database).close()
     return InitResult(home=home, created_config=created, clients=tuple(config.clients))
 
@@ -140,6 +154,23 @@ def _copy_demo_templates(config: Config) -> None:
             if not target.exists():
                 shutil.copy2(template, target)
                 os.chmod(target, 0o600)
+
+
+def _make_demo_certificate(config: Config) -> None:
+    """A TEST signing certificate, its passphrase in an owner-only file (demo only)."""
+    from .documents import make_test_certificate
+
+    pkcs12 = config.paths.home / config.signing.pkcs12
+    if pkcs12.exists():
+        return
+    passphrase = secrets.token_urlsafe(24)
+    atomic_write_text(config.paths.home / config.signing.passphrase_file, passphrase + "\n")
+    make_test_certificate(
+        pkcs12,
+        passphrase=passphrase,
+        holder="Secrétariat de démonstration",
+        organisation="Transcribe demo",
+    )
 
 
 def open_workspace(home: Path) -> Config:
