@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .audit import operator_id
 from .config import Config
 from .draft import load_draft
 from .errors import StateError
@@ -33,13 +34,17 @@ def list_jobs(config: Config, *, client: str | None = None) -> list[dict[str, An
 
 
 def load_job_draft(config: Config, job_id: str) -> dict[str, Any]:
-    """What ``show`` prints: the job, its current draft text, fields and timed words."""
-    with JobStore(config.paths.database) as store:
+    """What ``show`` prints: the job, its current draft text, fields and timed words.
+
+    Reading a draft is reading health or legal data: the view is audited.
+    """
+    with JobStore(config.paths.database, actor=operator_id()) as store:
         job = store.get(job_id)
-    path = draft_path(config, job)
-    if not path.is_file():
-        raise StateError(f"job {job_id} has no draft yet (state: {job.state})")
-    draft = load_draft(path)
+        path = draft_path(config, job)
+        if not path.is_file():
+            raise StateError(f"job {job_id} has no draft yet (state: {job.state})")
+        draft = load_draft(path)
+        store.record("view", job_id, "draft shown")
     return {
         "id": job.id,
         "client": job.client,

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .auditchain import chain_event, seal_unchained
 from .errors import JobNotFound, StateError, StoreError
 
 
@@ -35,19 +36,21 @@ class JobState(StrEnum):
     FAILED = "failed"
     QUARANTINED = "quarantined"
     DUPLICATE = "duplicate"
+    QUERY = "query"  # sent back to the author with a question (review loop)
 
 
 S = JobState
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     S.RECEIVED: frozenset({S.TRANSCRIBING, S.QUARANTINED, S.FAILED}),
     S.TRANSCRIBING: frozenset({S.REVIEW, S.RECEIVED, S.FAILED, S.QUARANTINED}),
-    S.REVIEW: frozenset({S.APPROVED, S.FAILED}),
+    S.REVIEW: frozenset({S.APPROVED, S.FAILED, S.QUERY}),
     S.APPROVED: frozenset({S.RENDERED, S.REVIEW, S.FAILED}),
     S.RENDERED: frozenset({S.ARCHIVED, S.FAILED}),
     S.ARCHIVED: frozenset(),
     S.FAILED: frozenset({S.RECEIVED, S.REVIEW, S.APPROVED, S.QUARANTINED}),
     S.QUARANTINED: frozenset(),
     S.DUPLICATE: frozenset(),
+    S.QUERY: frozenset({S.REVIEW}),
 }
 
 MIGRATIONS: tuple[str, ...] = (
@@ -92,6 +95,32 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN review_lock TEXT;
     ALTER TABLE jobs ADD COLUMN review_lock_at REAL
+    """,
+    # 3: tamper-evident audit chain; the encrypted archive's index (ids, hashes, dates,
+    # no names); a keyed blind index (HMAC) to find a patient's or matter's jobs
+    """
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    CREATE TABLE archive_items (
+        job_id      TEXT NOT NULL REFERENCES jobs(id),
+        kind        TEXT NOT NULL,
+        path        TEXT NOT NULL UNIQUE,
+        sha256      TEXT NOT NULL,
+        size_bytes  INTEGER NOT NULL,
+        age_sha256  TEXT NOT NULL,
+        age_size    INTEGER NOT NULL,
+        archived_at REAL NOT NULL,
+        purged_at   REAL,
+        PRIMARY KEY (job_id, kind)
+    );
+    CREATE TABLE blind_index (
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        kind   TEXT NOT NULL,
+        term   TEXT NOT NULL,
+        PRIMARY KEY (job_id, kind, term)
+    );
+    CREATE INDEX blind_index_term ON blind_index(kind, term);
+    CREATE INDEX events_job ON events(job_id, seq)
     """,
 )
 
@@ -188,6 +217,7 @@ class JobStore:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA secure_delete=ON")  # overwritten values are zeroed
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         os.chmod(path, 0o600)
@@ -213,6 +243,8 @@ class JobStore:
                 for statement in filter(str.strip, script.split(";")):
                     self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {number}")
+            if version < len(MIGRATIONS):
+                seal_unchained(self.db)  # entries older than the audit chain, once
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -236,11 +268,18 @@ class JobStore:
         to_state: str | None = None,
         detail: str | None = None,
     ) -> None:
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT INTO events (at, actor, action, job_id, from_state, to_state, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (time.time(), self.actor, action, job_id, from_state, to_state, detail),
         )
+        chain_event(self.db, cursor.lastrowid)
+
+    def record(self, action: str, job_id: str | None = None, detail: str | None = None) -> None:
+        """Audit an action that changes no state: view, export, decryption, purge, key
+        rotation. ``detail`` must never hold personal data (no names, no text)."""
+        with self.transaction():
+            self._event(action, job_id, detail=detail)
 
     def insert_job(self, **values: Any) -> Job:
         """Create a job and its ``created`` event in one transaction."""
@@ -345,6 +384,29 @@ class JobStore:
             self._event("state", job.id, str(job.state), str(JobState.TRANSCRIBING), "claimed")
         return self.get(job.id)
 
+    def claim(self, job_id: str) -> Job | None:
+        """Take one given job if it is still waiting (another worker may have taken it)."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE jobs SET state = ?, claimed_by = ?, claimed_at = ?, "
+                "attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND state = ? AND inbox_path IS NULL",
+                (
+                    str(JobState.TRANSCRIBING),
+                    worker_id(),
+                    time.time(),
+                    time.time(),
+                    job_id,
+                    str(JobState.RECEIVED),
+                ),
+            )
+            if cursor.rowcount != 1:
+                return None
+            self._event(
+                "state", job_id, str(JobState.RECEIVED), str(JobState.TRANSCRIBING), "claimed"
+            )
+        return self.get(job_id)
+
     def release_stale_claims(self, timeout_s: float) -> list[str]:
         """Give back jobs whose worker died (same host, pid gone) or went silent too long."""
         released = []
@@ -408,6 +470,10 @@ class JobStore:
             sql += " WHERE job_id = ?"
             params = (job_id,)
         return self.db.execute(sql + " ORDER BY seq", params).fetchall()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and empty it (old row versions included)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import CONFIG_NAME, Config, load_config
 from .errors import WorkspaceError
 from .fsutil import atomic_write_text
+from .keys import ensure_archive_keys
 from .models import PROJECT_ROOT
 from .store import JobStore
 
@@ -120,6 +121,7 @@ def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
         atomic_write_text(config_path, config_path.read_text(encoding="utf-8") + DEMO_CLIENTS)
     config = load_config(home)
     ensure_folders(config)
+    ensure_archive_keys(config.paths.keys)  # archive identity + blind-index secret
     if demo:
         _copy_demo_templates(config)
         _make_demo_certificate(config)
@@ -134,6 +136,7 @@ def ensure_folders(config: Config) -> None:
         paths.inbox,
         paths.archive,
         paths.work,
+        paths.work / "jobs",
         paths.quarantine,
         paths.templates,
         paths.keys,
