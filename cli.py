@@ -271,6 +271,196 @@ def _preview(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class BatchProgress:
+    """Rich progress on a terminal (jobs, audio hours, ETA, current file); lines elsewhere."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.live = out.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[audio]}"),
+            TimeRemainingColumn(),
+            console=out,
+            disable=not self.live,
+        )
+        self.task = self.progress.add_task("batch", total=None, audio="")
+        self.audio_total = self.audio_done = 0.0
+        self.jobs_done = 0
+
+    def __enter__(self) -> BatchProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def _line(self, text: str) -> None:
+        if self.live:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def started(self, jobs: int, audio_s: float) -> None:
+        self.audio_total = audio_s
+        self.progress.update(self.task, total=jobs, audio=f"{audio_s / 3600:.2f} h of audio")
+        self._line(f"{jobs} job(s) pending, {audio_s / 60:.1f} min of audio")
+
+    def group_started(self, jobs: list[Job]) -> None:
+        names = ", ".join(j.source_name for j in jobs)
+        self.progress.update(self.task, description=names[:40])
+        if not self.live:
+            self._line(f"transcribing {len(jobs)} job(s): {names}")
+
+    def job_done(self, job: Job) -> None:
+        self.jobs_done += 1
+        self.audio_done += job.duration_s or 0.0
+        left = max(self.audio_total - self.audio_done, 0.0) / 3600
+        self.progress.update(self.task, advance=1, audio=f"{left:.2f} h left")
+        reason = f" ({job.reason})" if job.reason else ""
+        self._line(f"{job.id}  {job.client:<18} {job.state:<12} {job.source_name}{reason}")
+
+    def job(self, job: Job, message: str) -> None:
+        self._line(f"{job.id}  {job.client:<18} {message:<12} {job.source_name}")
+
+    def note(self, message: str) -> None:
+        self._line(message)
+
+
+def _deadline(until: str | None) -> Any:
+    """``HH:MM`` local time; a time already past today means tomorrow (overnight runs)."""
+    if until is None:
+        return None
+    from datetime import datetime, timedelta
+
+    from transcribe.errors import ConfigError
+
+    try:
+        hours, minutes = (int(part) for part in until.split(":"))
+        now = datetime.now().astimezone()
+        target = now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    except ValueError:
+        raise ConfigError(f"--until {until!r}: expected HH:MM") from None
+    return target if target > now else target + timedelta(days=1)
+
+
+@app.command()
+def batch(
+    until: Annotated[str | None, typer.Option(help="Stop taking new jobs at HH:MM.")] = None,
+    max_jobs: Annotated[int | None, typer.Option(min=1, help="At most this many jobs.")] = None,
+) -> None:
+    """Overnight run: take in the inbox, then transcribe everything pending."""
+    from transcribe.batch import BatchOptions, run_batch
+    from transcribe.engine import WhisperEngine
+
+    with errors_to_exit():
+        config = _config()
+        options = BatchOptions(until=_deadline(until), max_jobs=max_jobs)
+        with BatchProgress() as progress:
+            report = run_batch(
+                config, lambda: WhisperEngine(config.transcription), options, progress
+            )
+    done = len(report.jobs) - len(report.failures)
+    out.print(
+        f"batch {report.stopped_by}: {done} job(s) transcribed, {report.audio_s / 60:.1f} min "
+        f"of audio in {report.wall_s:.0f} s ({report.speed:.1f}x real time), "
+        f"{len(report.failures)} failure(s), {report.pending_left} still pending",
+        markup=False,
+        highlight=False,
+    )
+    for failure in report.failures:
+        out.print(
+            f"  {failure['id']} {failure['state']}: {failure['reason']}",
+            markup=False,
+            highlight=False,
+        )
+    out.print(f"report: {report.report_path}", markup=False, highlight=False)
+
+
+@app.command()
+def retry(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
+    """Send a failed job back to the stage that failed (transcription or letter)."""
+    from transcribe.audit import operator_id
+    from transcribe.pipeline import retry_job
+    from transcribe.store import JobStore
+
+    with errors_to_exit():
+        config = _config()
+        with JobStore(config.paths.database, actor=operator_id()) as store:
+            job = retry_job(config, store, job_id)
+    out.print(
+        f"{job.id}  {job.state}  (the next watch or batch picks it up)",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("format")
+def format_command(
+    lang: Annotated[str, typer.Option("--lang", help="fr or en")],
+    client: Annotated[
+        str | None, typer.Option(help="Use this client's dictation settings.")
+    ] = None,
+) -> None:
+    """Dictated text on stdin, written text on stdout (to check the rules)."""
+    from transcribe.postprocess import format_text
+
+    with errors_to_exit():
+        client_cfg = None
+        if client is not None:
+            client_cfg = _config().client(client)
+            if client_cfg is None:
+                from transcribe.errors import ConfigError
+
+                raise ConfigError(f"no client {client!r} in the config")
+        typer.echo(format_text(sys.stdin.read(), lang, client_cfg))
+
+
+templates_app = typer.Typer(help="Letter templates of each client.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+
+
+@templates_app.command("check")
+def templates_check(
+    client: Annotated[str | None, typer.Argument(help="Only this client.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable fields.")] = False,
+) -> None:
+    """Each template's required and optional fields, and what is wrong with them."""
+    from transcribe.letter import templates_report
+
+    with errors_to_exit():
+        report, problems = templates_report(_config(), client)
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        for client_id, templates in report.items():
+            for name, fields in templates.items():
+                out.print(f"{client_id}/{name}", style="bold", markup=False, highlight=False)
+                out.print(
+                    f"  required: {', '.join(fields['required']) or '-'}",
+                    markup=False,
+                    highlight=False,
+                )
+                out.print(
+                    f"  optional: {', '.join(fields['optional']) or '-'}",
+                    markup=False,
+                    highlight=False,
+                )
+    for problem in problems:
+        err.print(f"problem: {problem}", markup=False, highlight=False)
+    if problems:
+        raise typer.Exit(2)
+
+
 @app.command()
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable checks.")] = False,
@@ -301,6 +491,211 @@ def doctor(
         out.print(table)
     if not all(c.ok for c in checks if c.required):
         raise typer.Exit(1)
+
+
+@app.command()
+def review(
+    job_id: Annotated[
+        str | None, typer.Argument(metavar="[JOB]", help="Open this job directly.")
+    ] = None,
+    reviewer: Annotated[
+        str | None,
+        typer.Option(help="Who reviews, for the lock and the audit log [default: user@host]."),
+    ] = None,
+) -> None:
+    """The review loop: jobs waiting for review, or one job directly (keys: ? or F1)."""
+    from transcribe.review import load_settings, reviewer_id
+    from transcribe.review.tui import run_review
+
+    with errors_to_exit():
+        config = _config()
+        run_review(
+            config,
+            job_id,
+            reviewer=reviewer or reviewer_id(),
+            settings=load_settings(config.paths.home),
+            write=typer.echo,
+        )
+
+
+@app.command()
+def approve(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    text_file: Annotated[
+        Path | None,
+        typer.Option("--text-file", help="The approved text ('-': stdin) [default: the draft]."),
+    ] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="A letter field as name=value; repeat as needed."),
+    ] = None,
+    reviewer: Annotated[
+        str | None,
+        typer.Option(help="Who approves, for the audit log [default: user@host]."),
+    ] = None,
+) -> None:
+    """Approve a job in review without the terminal loop (required fields are checked)."""
+    from transcribe.letter import finish_approved
+    from transcribe.review import approve_job, parse_field_args, read_text_arg, reviewer_id
+    from transcribe.store import JobStore
+
+    with errors_to_exit():
+        config = _config()
+        who = reviewer or reviewer_id()
+        job = approve_job(
+            config,
+            job_id,
+            text=read_text_arg(text_file) if text_file else None,
+            fields=parse_field_args(field or []),
+            reviewer=who,
+        )
+        with JobStore(config.paths.database, actor=who) as store:
+            job = finish_approved(config, store, job.id)
+        if job.state == "failed":
+            from transcribe.errors import RenderError
+
+            raise RenderError(
+                f"job {job.id} was approved but {job.reason}",
+                hint=f"fix it, then `transcribe retry {job.id}`",
+            )
+    out.print(f"{job.id}  {job.state}", markup=False, highlight=False)
+
+
+archive_app = typer.Typer(
+    help="The encrypted archive: list, decrypt, verify, purge.", no_args_is_help=True
+)
+app.add_typer(archive_app, name="archive")
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(help="The archive's keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@contextmanager
+def _audited_store() -> Iterator[tuple[Config, Any]]:
+    """Config and job store, with the operator as the audit log's actor."""
+    from transcribe.audit import operator_id
+    from transcribe.store import JobStore
+
+    config = _config()
+    with JobStore(config.paths.database, actor=operator_id()) as store:
+        yield config, store
+
+
+def _line(text: str) -> None:
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@archive_app.command("list")
+def archive_list(
+    client: Annotated[str | None, typer.Option(help="Only this client's jobs.")] = None,
+    patient: Annotated[
+        str | None, typer.Option(help="Jobs about this patient (searched blind, audited).")
+    ] = None,
+    matter: Annotated[
+        str | None, typer.Option(help="Jobs of this matter (searched blind, audited).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+) -> None:
+    """Archived jobs: ids, client, dates, document type, items (never a name)."""
+    from transcribe.archive import list_archive
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        jobs = list_archive(config, store, client=client, patient=patient, matter=matter)
+    if as_json:
+        typer.echo(json.dumps([j.as_dict() for j in jobs], ensure_ascii=False, indent=2))
+        return
+    for job in jobs:
+        row = job.as_dict()
+        kept = [k for k, v in row["items"].items() if not v["purged_at"]]
+        _line(
+            f"{job.job_id}  {job.client:<18} {row['archived_at'][:10]}  "
+            f"{job.document_type or '-':<16} {', '.join(kept) or '(all purged)'}"
+        )
+    if not jobs:
+        _line("no archived jobs")
+
+
+@archive_app.command("get")
+def archive_get(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write it (0600).")],
+    item: Annotated[str, typer.Option(help="letter, audio or transcript.")] = "letter",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+) -> None:
+    """Decrypt one archived item (checked against the index; audited)."""
+    from transcribe.archive import get_item
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        get_item(config, store, job_id, output, kind=item, force=force)
+    _line(f"{job_id} {item} -> {output}")
+
+
+@archive_app.command("verify")
+def archive_verify() -> None:
+    """Every item decrypts, matches the index, and every letter's signature is valid."""
+    from transcribe.archive import ArchiveError, verify_archive
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        report = verify_archive(config, store)
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        for problem in report.problems:
+            err.print(f"problem: {problem}", markup=False, highlight=False, soft_wrap=True)
+        if not report.ok:
+            raise ArchiveError(f"{len(report.problems)} archive item(s) failed verification")
+    _line(f"archive ok: {report.checked} item(s) verified, {report.purged} purged")
+
+
+@archive_app.command("purge")
+def archive_purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what is due.")] = False,
+) -> None:
+    """Delete archived items whose retention period is over (each removal audited)."""
+    from transcribe.archive import purge
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        purged = purge(config, store, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    for item in purged:
+        _line(f"{verb} {item.job_id} {item.kind} (retention {item.days} days)")
+    _line(f"{len(purged)} item(s) {verb}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; name the first bad entry."""
+    from transcribe.audit import verify_audit
+
+    with errors_to_exit(), _audited_store() as (_, store):
+        report = verify_audit(store)
+        report.raise_if_broken()
+    _line(f"audit log intact: {report.entries} entries, head {report.head}")
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON-lines file (0600).")],
+) -> None:
+    """Write the audit log, hashes included, as JSON lines."""
+    from transcribe.audit import export_audit
+
+    with errors_to_exit(), _audited_store() as (_, store):
+        count = export_audit(store, output)
+    _line(f"{count} audit entries -> {output}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt the whole archive to a new archive key, then retire the old one."""
+    from transcribe.archive import rotate_keys
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        result = rotate_keys(config, store)
+    _line(
+        f"archive key rotated: {result.reencrypted + result.already_done} item(s) "
+        f"re-encrypted in {result.seconds:.1f} s; old key kept as {result.retired}"
+    )
 
 
 if __name__ == "__main__":

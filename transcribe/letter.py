@@ -8,9 +8,11 @@ failure leaves the job ``failed`` with the reason, retryable, and no partial PDF
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,33 @@ def render_job(
         log.warning("rendering job %s failed: %s", job_id, exc)
         return store.transition(job_id, JobState.FAILED, reason=f"rendering: {exc}")
     return store.transition(job_id, JobState.RENDERED, expect=JobState.APPROVED)
+
+
+def finish_approved(config: Config, store: JobStore, job_id: str, *,
+                    converter: Converter | None = None) -> Job:
+    """approved -> rendered -> archived: the letter stage, then the archive stage."""
+    from .archive import archive_job
+
+    job = render_job(config, store, job_id, converter=converter)
+    if job.state == JobState.RENDERED:
+        job = archive_job(config, store, job_id)
+    return job
+
+
+def finish_all_approved(config: Config, store: JobStore) -> list[Job]:
+    """What the watcher and the batch do with letters approved in the review loop."""
+    approved = store.jobs(JobState.APPROVED)
+    if not approved:
+        return []
+    from .documents import warm_converter
+
+    with warm_converter() if len(approved) > 2 else _no_converter() as converter:
+        return [finish_approved(config, store, job.id, converter=converter) for job in approved]
+
+
+@contextlib.contextmanager
+def _no_converter() -> Iterator[None]:
+    yield None
 
 
 def _render(config: Config, job: Job, out: Path, converter: Converter | None, prompt: Any) -> None:

@@ -1,0 +1,192 @@
+"""The review loop in a real terminal (tmux, 80x24), on a job made by the real pipeline:
+open the first job, jump to a doubtful word, correct it, fill a field, kill the
+terminal, reopen, see the correction kept, approve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLIENT, PROJECT
+from tests.test_review_session import RIVERSIDE_REQUIRED
+from transcribe.config import Config
+from transcribe.draft import load_draft
+from transcribe.review import ReviewSettings
+from transcribe.review.session import is_doubtful
+from transcribe.store import JobState, JobStore
+from transcribe.watcher import watch
+
+pytestmark = pytest.mark.slow
+REVIEWER = "secretary@test"
+
+
+class Terminal:
+    """One tmux server of our own, one 80x24 window."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.socket = f"review-{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp
+
+    def tmux(self, *args: str) -> str:
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10
+        )
+        return result.stdout
+
+    def start(self, home: Path, *args: str) -> None:
+        command = (
+            f"cd {PROJECT} && LANG=C.UTF-8 LC_ALL= {sys.executable} cli.py --home {home} "
+            f"review --reviewer {REVIEWER} {' '.join(args)} 2>>{self.tmp}/stderr.txt"
+        )
+        self.tmux("new-session", "-d", "-s", "r", "-x", "80", "-y", "24", command)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "r")
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on screen:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "r", *keys)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", "r", "-l", text)
+
+    def kill(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    if not shutil.which("tmux"):
+        pytest.fail("tmux is missing: run `make setup`")
+    term = Terminal(tmp_path)
+    yield term
+    term.kill()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def lock_of(config: Config, job_id: str) -> str | None:
+    with JobStore(config.paths.database) as store:
+        return store.get(job_id).review_lock
+
+
+def test_review_in_a_real_terminal(
+    config: Config, clips: list[Path], engine_factory, terminal: Terminal, tmp_path: Path
+) -> None:
+    inbox = config.paths.inbox / CLIENT
+    shutil.copyfile(clips[0], inbox / "letter.wav")
+    (inbox / "letter.wav.json").write_text(json.dumps({"author": "Dr Hart", "patient": "Jane Roe"}))
+    watch(config, once=True, engine_factory=lambda: engine_factory(config), poll_seconds=0.05)
+    with JobStore(config.paths.database) as store:
+        [job] = store.jobs(JobState.REVIEW)
+    folder = config.paths.work / "jobs" / job.id
+    transcript_hash = hashlib.sha256((folder / "transcript.json").read_bytes()).hexdigest()
+    (config.paths.home / "review-keys.toml").write_text('threshold = 1.0\nplayer = ""\n')
+    draft = load_draft(folder / "draft.json")
+    doubtful = sorted(w["span"] for w in draft["words"] if is_doubtful(w, 1.0))
+    start, end = next(span for span in doubtful if span[0] > draft["cursor"])
+    word = draft["text"][start:end]
+
+    # open the first job of the list, jump to a doubtful word, correct it, fill a field
+    terminal.start(config.paths.home)
+    terminal.wait_for("Jobs waiting for review")
+    terminal.keys("Enter")
+    terminal.wait_for("Tab/S-Tab")
+    terminal.keys("Tab")
+    terminal.keys("c")
+    terminal.wait_for(f"Word: {word}")
+    terminal.keys("C-u")
+    terminal.type("Xylophone")
+    terminal.keys("Enter")
+    terminal.wait_for("Saved.")
+    terminal.keys("f")
+    terminal.wait_for("Field (number or name)")
+    terminal.type("salutation")
+    terminal.keys("Enter")
+    terminal.wait_for("salutation: ")
+    terminal.type(RIVERSIDE_REQUIRED["salutation"])
+    terminal.keys("Enter")
+    terminal.wait_for(f"salutation: {RIVERSIDE_REQUIRED['salutation']}")
+    assert lock_of(config, job.id) == REVIEWER
+
+    # the terminal dies: nothing is lost, the lock is released (SIGHUP)
+    terminal.kill()
+    wait_until(lambda: lock_of(config, job.id) is None)
+    kept = load_draft(folder / "draft.json")
+    assert "Xylophone" in kept["text"] and word not in kept["text"].split()
+    assert kept["fields"]["salutation"] == RIVERSIDE_REQUIRED["salutation"]
+
+    # reopen directly: the correction is there; approve asks for the missing fields
+    terminal.start(config.paths.home, job.id)
+    screen = terminal.wait_for("Xylophone")
+    assert RIVERSIDE_REQUIRED["salutation"] in screen and "Traceback" not in screen
+    terminal.keys("A")
+    terminal.wait_for("Fill first: clinic_date, dob, hospital_number, recipient, recipient_address")
+    for name in ("clinic_date", "dob", "hospital_number", "recipient", "recipient_address"):
+        terminal.keys("f")
+        terminal.wait_for("Field (number or name)")
+        terminal.keys("Enter")  # empty answer: the first missing field
+        terminal.wait_for(f"{name}: ")
+        terminal.type(RIVERSIDE_REQUIRED[name])
+        terminal.keys("Enter")
+        terminal.wait_for(f"{name}: {RIVERSIDE_REQUIRED[name][:20]}")
+    terminal.keys("A")
+    terminal.wait_for("Approve this letter? (y/n)")
+    terminal.type("y")
+    terminal.keys("Enter")
+    with JobStore(config.paths.database) as store:
+        wait_until(lambda: store.get(job.id).state == JobState.APPROVED)
+        assert store.get(job.id).review_lock is None
+
+    approved = json.loads((folder / "approved.json").read_text())
+    assert approved["text"] == kept["text"] and "Xylophone" in approved["text"]
+    assert {k: approved["fields"][k] for k in RIVERSIDE_REQUIRED} == RIVERSIDE_REQUIRED
+    assert approved["reviewer"] == REVIEWER
+    corrections = json.loads((folder / "corrections.json").read_text())
+    assert {"before": word, "after": "Xylophone"}.items() <= corrections["diff"][0].items()
+    assert hashlib.sha256((folder / "transcript.json").read_bytes()).hexdigest() == transcript_hash
+    stderr = (tmp_path / "stderr.txt").read_text() if (tmp_path / "stderr.txt").exists() else ""
+    assert "Traceback" not in stderr, stderr
+
+
+def test_review_without_a_terminal_lists_the_queue(config: Config) -> None:
+    from tests.test_review_session import make_job
+
+    job_id = make_job(config, priority="urgent")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "cli.py"), "--home", str(config.paths.home), "review"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [header, line] = result.stdout.splitlines()
+    assert header.startswith("id") and line.startswith(f"{job_id} ! {CLIENT}") and "Dr Hart" in line
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "cli.py"), "--home", str(config.paths.home), "review",
+         job_id],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "interactive terminal" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert ReviewSettings().threshold == 0.6

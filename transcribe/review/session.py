@@ -1,0 +1,428 @@
+"""The review session: everything the secretary does to one job, without a terminal.
+
+A :class:`ReviewSession` holds the job's draft (``work/jobs/<job>/draft.json``) and
+its review lock. Every edit is saved (atomically) the moment it is made, together
+with its entry in ``corrections.json``, so a crash or a closed terminal loses
+nothing and the next session resumes at the same place. The terminal UI only draws
+this model and maps keys to its methods; tests drive it directly.
+
+Conventions, as stored in ``draft.json``:
+
+* ``cursor`` is a **character offset** into ``text`` (it survives edits better than
+  a word index, since text the secretary types has no Whisper word).
+* A **segment** (next/previous, inline edit) is a sentence of the text: it ends
+  after ``.``, ``!``, ``?`` or ``…`` followed by a space, or at a line break.
+  Whisper's own segments do not survive edits; sentences do.
+* A **doubtful** word is a Whisper word still present in the text (``span`` not
+  null), not yet ``checked``, whose probability is below the threshold or which the
+  lexicon or learned corrections replaced (``source``). A word becomes
+  ``"checked": true`` when an edit covers it: it no longer counts as doubtful.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..draft import TOKEN, load_draft, save_draft, with_text
+from ..errors import ConfigError, StateError
+from ..pipeline import draft_path
+from ..store import Job, JobState, JobStore
+from .approval import (
+    approve_job,
+    field_key,
+    letter_fields,
+    missing_fields,
+    record_edit,
+    send_back,
+)
+from .settings import ReviewSettings
+
+log = logging.getLogger(__name__)
+
+LOCK_REFRESH_S = 15.0
+CURSOR_SAVE_S = 2.0
+MARKED_SOURCES = ("lexicon", "learned")
+SENTENCE_END = re.compile(r"[.!?…]+[\"»)\]]*(?=\s)|\n")
+# "Dr. Patel", "M. Durand": a title's full stop does not end a sentence
+ABBREVIATION = re.compile(r"(?:^|\W)(?:Dr|Drs|Mr|Mrs|Ms|Mme|Mmes|Mlle|Me|Pr|St|M|cf|etc|No|n°)$")
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    """One line of the fields panel."""
+
+    name: str
+    value: str
+    required: bool
+    automatic: bool = False
+
+
+def is_doubtful(word: dict[str, Any], threshold: float) -> bool:
+    if not word.get("span") or word.get("checked"):
+        return False
+    return word.get("source") in MARKED_SOURCES or float(word.get("probability", 1.0)) < threshold
+
+
+def count_doubtful(draft: dict[str, Any], threshold: float) -> int:
+    """Doubtful places (words replaced together as one block count once)."""
+    return len({tuple(w["span"]) for w in draft["words"] if is_doubtful(w, threshold)})
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """Sentences and lines of ``text``, without their surrounding blanks."""
+    spans: list[Span] = []
+    start = 0
+    for match in SENTENCE_END.finditer(text):
+        if ABBREVIATION.search(text, 0, match.start()) and match.group() == ".":
+            continue
+        spans.append((start, match.end()))
+        start = match.end()
+    spans.append((start, len(text)))
+    trimmed = []
+    for a, b in spans:
+        piece = text[a:b]
+        lead = len(piece) - len(piece.lstrip())
+        tail = len(piece.rstrip())
+        if tail > lead:
+            trimmed.append((a + lead, a + tail))
+    return trimmed
+
+
+class ReviewSession:
+    """One job open for review by one reviewer; use :meth:`open`, then :meth:`close`."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: JobStore,
+        job: Job,
+        *,
+        reviewer: str,
+        settings: ReviewSettings,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.job = job
+        self.reviewer = reviewer
+        self.settings = settings
+        self.path = draft_path(config, job)
+        self.draft = load_draft(self.path)
+        self.template = letter_fields(config, job)
+        self.cursor = min(max(int(self.draft.get("cursor") or 0), 0), len(self.text))
+        self.closed = False
+        self._locked_at = time.monotonic()
+        self._cursor_saved_at = time.monotonic()
+
+    @classmethod
+    def open(
+        cls, config: Config, job_id: str, *, reviewer: str, settings: ReviewSettings
+    ) -> ReviewSession:
+        """Lock the job to ``reviewer`` (refused while someone else holds it)."""
+        store = JobStore(config.paths.database, actor=reviewer)
+        try:
+            job = store.get(job_id)
+            if job.state != JobState.REVIEW:
+                raise StateError(f"job {job_id} is {job.state}, not review")
+            if not draft_path(config, job).is_file():
+                raise StateError(f"job {job_id} has no draft")
+            job = store.lock_for_review(job_id, reviewer, timeout_s=settings.lock_timeout_s)
+            try:
+                return cls(config, store, job, reviewer=reviewer, settings=settings)
+            except BaseException:
+                store.unlock_review(job_id, reviewer)
+                raise
+        except BaseException:
+            store.close()
+            raise
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return str(self.draft["text"])
+
+    @property
+    def words(self) -> list[dict[str, Any]]:
+        return list(self.draft["words"])
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return dict(self.draft.get("fields") or {})
+
+    def touch(self) -> None:
+        """Refresh the lock (at most every few seconds): it expires only when idle."""
+        if time.monotonic() - self._locked_at < LOCK_REFRESH_S:
+            return
+        self.job = self.store.lock_for_review(
+            self.job.id, self.reviewer, timeout_s=self.settings.lock_timeout_s
+        )
+        self._locked_at = time.monotonic()
+
+    def save(self) -> None:
+        """Write the draft (text, fields, cursor) atomically."""
+        self.draft = {**self.draft, "cursor": self.cursor}
+        save_draft(self.path, self.draft)
+        self._cursor_saved_at = time.monotonic()
+
+    def _moved(self) -> None:
+        """Positions are saved too, but not at every key press."""
+        self.touch()
+        if time.monotonic() - self._cursor_saved_at >= CURSOR_SAVE_S:
+            self.save()
+
+    def close(self) -> None:
+        """Save the position and release the lock; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.draft.get("cursor") != self.cursor and self.path.is_file():
+                self.save()
+            self.store.unlock_review(self.job.id, self.reviewer)
+        finally:
+            self.store.close()
+
+    # -- positions -----------------------------------------------------------------
+
+    def tokens(self) -> list[Span]:
+        return [(m.start(), m.end()) for m in TOKEN.finditer(self.text)]
+
+    def word_at(self, offset: int) -> int | None:
+        """Index of the Whisper word whose text covers ``offset``."""
+        for index, word in enumerate(self.draft["words"]):
+            span = word.get("span")
+            if span and span[0] <= offset < span[1]:
+                return index
+        return None
+
+    def current_range(self) -> Span:
+        """What "the current word" is: a Whisper word's span, else the token, else empty."""
+        index = self.word_at(self.cursor)
+        if index is not None:
+            a, b = self.draft["words"][index]["span"]
+            return a, b
+        for a, b in self.tokens():
+            if a <= self.cursor < b:
+                return a, b
+        return self.cursor, self.cursor
+
+    def current_word(self) -> dict[str, Any] | None:
+        """The Whisper word at or before the cursor (for the audio), if any."""
+        placed = [w for w in self.draft["words"] if w.get("span")]
+        before = [w for w in placed if w["span"][0] <= self.cursor]
+        if before:
+            return max(before, key=lambda w: w["span"][0])
+        return placed[0] if placed else None
+
+    def doubtful_spans(self) -> list[Span]:
+        spans = {
+            (w["span"][0], w["span"][1])
+            for w in self.draft["words"]
+            if is_doubtful(w, self.settings.threshold)
+        }
+        return sorted(spans)
+
+    def _go(self, starts: list[int], forward: bool, *, wrap: bool) -> str:
+        """Move to the next/previous start; returns "moved", "wrapped" or "none"."""
+        here = self.current_range()[0] if not forward else self.cursor
+        after = [s for s in starts if s > here] if forward else [s for s in starts if s < here]
+        if after:
+            self.cursor = after[0] if forward else after[-1]
+            result = "moved"
+        elif wrap and starts and (starts[0] if forward else starts[-1]) != self.cursor:
+            self.cursor = starts[0] if forward else starts[-1]
+            result = "wrapped"
+        else:
+            result = "none"
+        self._moved()
+        return result
+
+    def next_doubtful(self) -> str:
+        return self._go([a for a, _ in self.doubtful_spans()], True, wrap=True)
+
+    def prev_doubtful(self) -> str:
+        return self._go([a for a, _ in self.doubtful_spans()], False, wrap=True)
+
+    def next_word(self) -> str:
+        return self._go([a for a, _ in self.tokens()], True, wrap=False)
+
+    def prev_word(self) -> str:
+        return self._go([a for a, _ in self.tokens()], False, wrap=False)
+
+    def segments(self) -> list[Span]:
+        return sentence_spans(self.text)
+
+    def current_segment(self) -> Span:
+        segments = self.segments()
+        if not segments:
+            return self.cursor, self.cursor
+        for a, b in segments:
+            if self.cursor < b or (a, b) == segments[-1]:
+                return a, b
+        return segments[-1]
+
+    def next_segment(self) -> str:
+        end = self.current_segment()[1]
+        starts = [a for a, _ in self.segments() if a >= end]
+        return self._go(starts, True, wrap=False)
+
+    def prev_segment(self) -> str:
+        current = self.current_segment()[0]
+        if self.cursor > current:
+            self.cursor = current
+            self._moved()
+            return "moved"
+        return self._go([a for a, _ in self.segments()], False, wrap=False)
+
+    # -- edits (each saved at once) ---------------------------------------------------
+
+    def replace_range(self, start: int, end: int, replacement: str, *, kind: str) -> None:
+        """Replace ``text[start:end]``; covered words become checked; saved at once."""
+        self.touch()
+        text = self.text
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(f"bad range {start}..{end}")
+        before = self.draft
+        new_text = text[:start] + replacement + text[end:]
+        covered = {
+            index
+            for index, word in enumerate(before["words"])
+            if word.get("span")
+            and word["span"][0] < max(end, start + 1)
+            and word["span"][1] > start
+        }
+        draft = with_text(before, new_text)
+        draft["words"] = [
+            {**word, "checked": True} if index in covered else word
+            for index, word in enumerate(draft["words"])
+        ]
+        self.draft = draft
+        self.cursor = start
+        self.save()
+        record_edit(
+            self.config,
+            self.job,
+            before,
+            new_text,
+            reviewer=self.reviewer,
+            kind=kind,
+            start=start,
+            end=end,
+            replacement=replacement,
+        )
+
+    def edit_word(self, replacement: str) -> None:
+        start, end = self.current_range()
+        self.replace_range(start, end, replacement, kind="word")
+
+    def edit_segment(self, replacement: str) -> None:
+        start, end = self.current_segment()
+        self.replace_range(start, end, replacement, kind="sentence")
+
+    def replace_text(self, new_text: str) -> bool:
+        """The whole text, as an editor returns it; only the changed middle is an edit."""
+        old = self.text
+        if new_text == old:
+            return False
+        prefix = 0
+        limit = min(len(old), len(new_text))
+        while prefix < limit and old[prefix] == new_text[prefix]:
+            prefix += 1
+        suffix = 0
+        while suffix < limit - prefix and old[-1 - suffix] == new_text[-1 - suffix]:
+            suffix += 1
+        self.replace_range(
+            prefix, len(old) - suffix, new_text[prefix : len(new_text) - suffix], kind="text"
+        )
+        return True
+
+    # -- fields ---------------------------------------------------------------------
+
+    def field_rows(self) -> list[FieldRow]:
+        """The template's fields (required first), then other fields the draft holds."""
+        fields = {field_key(k): v for k, v in self.fields.items()}
+        rows: list[FieldRow] = []
+        if self.template is not None:
+            body = self.template.body_field
+            for name in self.template.required:
+                if name != body:
+                    rows.append(FieldRow(name, fields.get(field_key(name), ""), True))
+            for name in self.template.optional:
+                if name != body:
+                    auto = field_key(name) == "date"
+                    rows.append(FieldRow(name, fields.get(field_key(name), ""), False, auto))
+        listed = {field_key(r.name) for r in rows}
+        rows += [FieldRow(k, v, False) for k, v in fields.items() if k not in listed]
+        return rows
+
+    def resolve_field(self, answer: str) -> str:
+        """A field by its number in :meth:`field_rows` or by name."""
+        answer = answer.strip()
+        rows = self.field_rows()
+        if answer.isdigit() and 1 <= int(answer) <= len(rows):
+            return rows[int(answer) - 1].name
+        if not answer:
+            missing = self.missing()
+            if missing:
+                return missing[0]
+            raise ConfigError("no field named")
+        key = field_key(answer)
+        if any(field_key(r.name) == key for r in rows) or self.template is None:
+            return key
+        raise ConfigError(f"no field {answer!r} in this letter")
+
+    def set_field(self, name: str, value: str) -> None:
+        self.touch()
+        key = field_key(name)
+        fields = {field_key(k): v for k, v in self.fields.items()}
+        if value.strip():
+            fields[key] = value.strip()
+        else:
+            fields.pop(key, None)
+        self.draft = {**self.draft, "fields": fields}
+        self.save()
+
+    def missing(self) -> tuple[str, ...]:
+        return missing_fields(self.template, self.fields)
+
+    # -- audio ------------------------------------------------------------------------
+
+    def audio_file(self) -> Path | None:
+        path = self.config.paths.home / (self.job.audio_path or "")
+        return path if self.job.audio_path and path.is_file() else None
+
+    def audio_window(self, *, replay: bool = False) -> tuple[float, float]:
+        """Seconds to play around the current word; ``replay`` starts further back."""
+        word = self.current_word()
+        context = self.settings.context_s
+        if word is None:
+            return 0.0, 2 * context + 3.0
+        back = self.settings.replay_s if replay else context
+        return max(0.0, float(word["start"]) - back), float(word["end"]) + context
+
+    # -- leaving ----------------------------------------------------------------------
+
+    def approve(self) -> Job:
+        """Approve (see :func:`approve_job`); the session is closed afterwards."""
+        self.touch()
+        self.save()
+        job = approve_job(self.config, self.job.id, reviewer=self.reviewer)
+        self.job = job
+        self.close()
+        return job
+
+    def send_back(self, question: str) -> Job:
+        self.touch()
+        self.save()
+        job = send_back(self.config, self.job.id, question, reviewer=self.reviewer)
+        self.job = job
+        self.close()
+        return job
