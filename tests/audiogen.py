@@ -24,7 +24,7 @@ SENTENCES = (
 )
 
 # one word Whisper base gets right in each sentence, to check a transcript is the right one
-KEYWORDS = ("patel", "chest", "appointment", "contract", "pressure", "scan")
+KEYWORDS = ("patel", "chest", "weeks", "contract", "pressure", "scan")
 
 # container format, codec, sample rate for each dropped-file type the pipeline accepts
 ENCODINGS = {

@@ -115,6 +115,8 @@ def test_same_content_again_is_a_duplicate_not_a_new_job(
         ("notes.wav", b"This is a text file, not audio.\n" * 20, "cannot read audio"),
         ("empty.wav", b"", "empty file"),
         ("letter.docx", b"PK\x03\x04 not a dictation", "unsupported file type"),
+        ("playlist.mp3", b"#EXTM3U\n#EXTINF:10,\n/etc/passwd\n#EXT-X-ENDLIST\n", "cannot read"),
+        ("concat.mp3", b"ffconcat version 1.0\nfile '/etc/passwd'\n", "cannot read audio"),
     ],
 )
 def test_bad_files_are_quarantined_and_the_next_file_still_goes_through(

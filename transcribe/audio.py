@@ -32,6 +32,13 @@ AUDIO_EXTENSIONS = frozenset(
 )
 # Formats FFmpeg may pull extra files or URLs through: never accepted as audio.
 REFUSED_FORMATS = frozenset({"hls", "concat", "applehttp", "image2", "tty", "lavfi"})
+# Only these demuxers may even look at a dropped file, and only the file protocol:
+# a playlist named .mp3 can then neither be parsed nor reach other files or the network.
+SAFE_OPEN_OPTIONS = {
+    "format_whitelist": "wav,w64,mp3,mov,mp4,m4a,3gp,3g2,mj2,ogg,flac,matroska,webm,amr,"
+    "amrnb,amrwb,dss,aac,asf,caf,aiff",
+    "protocol_whitelist": "file",
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ def probe(path: Path, limits: Limits) -> AudioInfo:
     check_extension(path)
     check_size(path.stat().st_size, limits)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with av.open(str(path), metadata_errors="ignore", options=SAFE_OPEN_OPTIONS) as container:
             fmt = container.format.name
             if set(fmt.split(",")) & REFUSED_FORMATS:
                 raise AudioError(

@@ -82,6 +82,10 @@ class WhisperEngine:
 
     @property
     def model(self) -> Any:
+        return self.load()
+
+    def load(self) -> Any:
+        """Load the model now (first call only); later calls return it."""
         if self._model is None:
             self._model = self._load()
         return self._model
@@ -123,7 +127,7 @@ class WhisperEngine:
         started = time.perf_counter()
         try:
             segments, info = model.transcribe(str(audio), **asdict(options))
-            segments = [_segment(s) for s in segments]
+            segments = [segment_record(s) for s in segments]
         except av.FFmpegError as exc:
             reason = " ".join(str(exc.strerror or exc).split())[:200]
             raise AudioError(f"cannot decode audio: {reason}") from None
@@ -139,7 +143,8 @@ class WhisperEngine:
         }
 
 
-def _segment(segment: Any) -> dict[str, Any]:
+def segment_record(segment: Any) -> dict[str, Any]:
+    """A faster-whisper segment as plain, rounded data (the transcript.json shape)."""
     return {
         "id": segment.id,
         "start": round(segment.start, 3),

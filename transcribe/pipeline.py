@@ -12,21 +12,31 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .batching import BatchSettings, transcribe_batched
 from .config import ClientConfig, Config
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
-from .errors import AudioError, ModelError
+from .errors import AudioError, ModelError, StateError
 from .fsutil import atomic_write_json, fsync_dir
 from .intake import safe_name
-from .postprocess import Biasing, Draft, learning_store, plan_biasing, postprocess, token_counter
+from .postprocess import (
+    Biasing,
+    Draft,
+    learning_store,
+    plan_biasing,
+    postprocess,
+    token_counter,
+)
 from .progress import NullReporter, Reporter
 from .store import Job, JobState, JobStore
+from .vocabulary import LearningStore, TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -77,44 +87,79 @@ def decode_options(config: Config, language: str | None, prompt: str | None) -> 
     )
 
 
-def transcribe_file(
-    config: Config, engine: WhisperEngine, audio: Path, dictation: Dictation
-) -> tuple[dict[str, Any], Draft]:
-    """Bias, decode and post-process one file; no job store involved (benchmarks use it)."""
+@dataclass(frozen=True)
+class Prepared:
+    """What one dictation (or a group sharing client, author, language) is decoded with."""
+
+    dictation: Dictation
+    biasing: Biasing
+    options: DecodeOptions
+    learned: LearningStore
+
+
+def prepare(config: Config, engine: WhisperEngine, dictation: Dictation) -> Prepared:
+    """Vocabulary, prompt and decoding options, before any audio is touched."""
     learned = learning_store(config.paths.home)
-    counter = token_counter(engine.model_ref.location) if engine.model_ref.local else None
     biasing = plan_biasing(
         dictation.client,
         dictation.author,
         dictation.language,
         learned,
         home=config.paths.home,
-        count_tokens=counter,
+        count_tokens=_counter(engine),
     )
-    options = decode_options(
-        config, dictation.language, biasing.prompt.text if biasing.prompt else None
-    )
-    result = engine.transcribe(audio, options)
+    prompt = biasing.prompt.text if biasing.prompt else None
+    return Prepared(dictation, biasing, decode_options(config, dictation.language, prompt), learned)
+
+
+def finish(
+    config: Config, engine: WhisperEngine, prepared: Prepared, result: dict[str, Any]
+) -> tuple[dict[str, Any], Draft]:
+    """Whisper's result -> transcript record and post-processed draft."""
+    check_not_empty(engine, result)
+    biasing, dictation = prepared.biasing, prepared.dictation
     if biasing.vocabulary is None and result["language"] in ("fr", "en"):
-        biasing = plan_biasing(
+        detected = plan_biasing(
             dictation.client,
             dictation.author,
             result["language"],
-            learned,
+            prepared.learned,
             home=config.paths.home,
-            count_tokens=counter,
+            count_tokens=_counter(engine),
         )
-        biasing = Biasing(vocabulary=biasing.vocabulary, prompt=None)  # decoded unprompted
-    transcript = transcript_record(engine, options, result, biasing)
+        biasing = Biasing(vocabulary=detected.vocabulary, prompt=None)  # decoded unprompted
+    transcript = transcript_record(engine, prepared.options, result, biasing)
     draft = postprocess(
         whisper_words(transcript),
         result["language"],
         dictation.client,
         dictation.author,
         biasing=biasing,
-        learned=learned,
+        learned=prepared.learned,
     )
     return transcript, draft
+
+
+def _counter(engine: WhisperEngine) -> TokenCounter | None:
+    return token_counter(engine.model_ref.location) if engine.model_ref.local else None
+
+
+def check_not_empty(engine: WhisperEngine, result: dict[str, Any]) -> None:
+    """Some ctranslate2/driver pairs return empty text on H100s: never accept that silently."""
+    if engine.device.device == "cuda" and result["speech_s"] > 2.0 and not result["text"]:
+        raise ModelError(
+            f"the GPU returned no text for {result['speech_s']:.0f} s of speech",
+            hint="a known ctranslate2/driver problem: update the NVIDIA driver or set "
+            "device = 'cpu'",
+        )
+
+
+def transcribe_file(
+    config: Config, engine: WhisperEngine, audio: Path, dictation: Dictation
+) -> tuple[dict[str, Any], Draft]:
+    """Bias, decode and post-process one file; no job store involved (benchmarks use it)."""
+    prepared = prepare(config, engine, dictation)
+    return finish(config, engine, prepared, engine.transcribe(audio, prepared.options))
 
 
 def transcript_record(
@@ -143,34 +188,64 @@ def transcript_record(
 
 def transcribe_job(config: Config, store: JobStore, engine: WhisperEngine, job: Job) -> Job:
     """Transcribe one claimed job; transcript and draft are written before the state moves."""
-    if job.attempts > MAX_ATTEMPTS:
-        reason = f"transcription was interrupted {job.attempts - 1} times; retry by hand"
-        return store.transition(job.id, JobState.FAILED, reason=reason)
-    client = config.client(job.client)
-    if client is None:
-        return store.transition(
-            job.id, JobState.FAILED, reason=f"client {job.client!r} is no longer in the config"
-        )
+    refused = _refuse(config, store, job)
+    if refused is not None:
+        return refused
     audio = config.paths.home / (job.audio_path or "")
     try:
-        transcript, draft = transcribe_file(
-            config, engine, audio, Dictation(client, job.author, job.language)
-        )
+        transcript, draft = transcribe_file(config, engine, audio, dictation_of(config, job))
     except AudioError as exc:
         return quarantine_job(config, store, job, str(exc))
     except ModelError:
         store.transition(job.id, JobState.RECEIVED, reason="model unavailable")
         raise
     except (OSError, RuntimeError, MemoryError) as exc:
-        reason = f"transcription failed: {' '.join(str(exc).split())[:200]}"
+        return fail_job(store, job, exc)
+    return save_results(config, store, job, transcript, draft)
+
+
+def dictation_of(config: Config, job: Job) -> Dictation:
+    client = config.client(job.client)
+    assert client is not None  # checked by _refuse
+    return Dictation(client, job.author, job.language)
+
+
+def _refuse(config: Config, store: JobStore, job: Job) -> Job | None:
+    """Jobs that must not be attempted again: crashed too often, or client removed."""
+    if job.attempts > MAX_ATTEMPTS:
+        reason = f"transcription was interrupted {job.attempts - 1} times; retry by hand"
         return store.transition(job.id, JobState.FAILED, reason=reason)
+    if config.client(job.client) is None:
+        reason = f"client {job.client!r} is no longer in the config"
+        return store.transition(job.id, JobState.FAILED, reason=reason)
+    return None
+
+
+def fail_job(store: JobStore, job: Job, exc: BaseException) -> Job:
+    reason = f"transcription failed: {' '.join(str(exc).split())[:200]}"
+    return store.transition(
+        job.id, JobState.FAILED, reason=reason, claimed_by=None, claimed_at=None
+    )
+
+
+def save_results(
+    config: Config, store: JobStore, job: Job, transcript: dict[str, Any], draft: Draft
+) -> Job:
+    """Write transcript.json and draft.json, then (only then) commit ``review``."""
+    audio = config.paths.home / (job.audio_path or "")
     transcript.update(job_id=job.id, client=job.client)
     transcript["audio"].update(file=audio.name, sha256=job.content_hash)
     atomic_write_json(transcript_path(config, job), transcript)
-    fields = sidecar_fields(config, job)
     save_draft(
         draft_path(config, job),
-        new_draft(job.id, transcript["language"], draft.text, draft.words, fields, draft.record),
+        new_draft(
+            job.id,
+            transcript["language"],
+            draft.text,
+            draft.words,
+            sidecar_fields(config, job),
+            draft.record,
+        ),
     )
     return store.transition(
         job.id,
@@ -180,6 +255,49 @@ def transcribe_job(config: Config, store: JobStore, engine: WhisperEngine, job: 
         claimed_by=None,
         claimed_at=None,
     )
+
+
+def transcribe_group(
+    config: Config,
+    store: JobStore,
+    engine: WhisperEngine,
+    jobs: Sequence[Job],
+    settings: BatchSettings,
+) -> list[Job]:
+    """Transcribe claimed jobs that share client, author and language in batched calls."""
+    refusals = {job.id: _refuse(config, store, job) for job in jobs}
+    refused = [r for r in refusals.values() if r is not None]
+    jobs = [job for job in jobs if refusals[job.id] is None]
+    if not jobs:
+        return refused
+    prepared = prepare(config, engine, dictation_of(config, jobs[0]))
+    paths = [config.paths.home / (job.audio_path or "") for job in jobs]
+    try:
+        results = transcribe_batched(engine, paths, prepared.options, settings)
+    except ModelError:
+        for job in jobs:
+            store.transition(job.id, JobState.RECEIVED, reason="model unavailable")
+        raise
+    except (OSError, RuntimeError, MemoryError) as exc:
+        return refused + [fail_job(store, job, exc) for job in jobs]
+    return refused + [
+        _save_one(config, store, engine, prepared, job, result)
+        for job, result in zip(jobs, results, strict=True)
+    ]
+
+
+def _save_one(
+    config: Config,
+    store: JobStore,
+    engine: WhisperEngine,
+    prepared: Prepared,
+    job: Job,
+    result: dict[str, Any] | AudioError,
+) -> Job:
+    if isinstance(result, AudioError):
+        return quarantine_job(config, store, job, str(result))
+    transcript, draft = finish(config, engine, prepared, result)
+    return save_results(config, store, job, transcript, draft)
 
 
 def quarantine_job(config: Config, store: JobStore, job: Job, reason: str) -> Job:
@@ -227,6 +345,16 @@ def transcribe_pending(
         reporter.job(finished, str(finished.state))
         done.append(finished)
     return done
+
+
+def retry_job(config: Config, store: JobStore, job_id: str) -> Job:
+    """A failed job goes back to the stage that failed: letter if approved, else transcription."""
+    job = store.get(job_id)
+    if job.state != JobState.FAILED:
+        raise StateError(f"job {job_id} is {job.state}, only failed jobs are retried")
+    approved = (job_dir(config, job) / "approved.json").is_file()
+    target = JobState.APPROVED if approved else JobState.RECEIVED
+    return store.transition(job_id, target, reason="retry", attempts=0)
 
 
 def release_claim(store: JobStore, job_id: str) -> None:

@@ -20,6 +20,7 @@ from types import FrameType
 
 from .config import Config
 from .engine import WhisperEngine
+from .errors import TranscribeError
 from .intake import (
     StabilityTracker,
     finish_pending_intake,
@@ -47,13 +48,29 @@ class WatchSummary:
         return sum(1 for job in self.taken + self.transcribed if job.state == outcome_state)
 
 
+def finish_letters(config: Config, store: JobStore, reporter: Reporter) -> int:
+    """Approved letters are rendered and archived; signed ones left by a crash are filed."""
+    from .archive import archive_pending
+    from .letter import finish_all_approved
+
+    try:
+        done = finish_all_approved(config, store) + archive_pending(config, store)
+    except TranscribeError as exc:
+        reporter.note(f"letters postponed: {exc}")
+        return 0
+    for job in done:
+        reporter.job(job, str(job.state))
+    return len(done)
+
+
 def recover(config: Config, store: JobStore, reporter: Reporter) -> None:
     """Start-up sweep: free dead claims, finish half-done intakes, drop stale temp files."""
     timeout = config.limits.claim_timeout_s
     released = store.release_stale_claims(timeout)
     finished = finish_pending_intake(config, store, timeout_s=timeout)
     removed = sweep_temp_files(config)
-    if released or finished or removed:
+    archived = finish_letters(config, store, reporter)
+    if released or finished or removed or archived:
         reporter.note(
             f"recovered: {len(released)} interrupted job(s) requeued, "
             f"{len(finished)} intake(s) finished, {len(removed)} temp file(s) removed"
@@ -115,6 +132,10 @@ class Intake:
                 continue
             self.pending.add(path)
 
+    def add_all(self) -> None:
+        """Everything in the inbox now (start-up scan, periodic rescan)."""
+        self.add(list(scan_inbox(self.config.paths.inbox)))
+
     def _wake_audio_of(self, sidecar: Path) -> None:
         """A sidecar changed: the audio beside it must be re-checked for stability."""
         stem = sidecar.name[: -len(".json")]
@@ -142,7 +163,7 @@ class Intake:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """``kill`` stops the watcher like Ctrl-C: the job in hand is put back in the queue."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -171,13 +192,13 @@ def watch(
     """Run intake and transcription; ``once`` handles what is there now and returns."""
     reporter = reporter or NullReporter()
     summary = WatchSummary()
-    with JobStore(config.paths.database, actor="watcher") as store, _sigterm_as_interrupt():
+    with JobStore(config.paths.database, actor="watcher") as store, sigterm_as_interrupt():
         recover(config, store, reporter)
         intake = Intake(config, store, reporter)
-        intake.add(list(scan_inbox(config.paths.inbox)))
+        intake.add_all()
         engine = engine_factory()  # validates model and device now; loads on first job
         if once:
-            _drain_intake(intake, summary, poll_seconds)
+            summary.taken += drain_intake(intake, poll_seconds)
             summary.transcribed += transcribe_pending(config, store, engine, reporter=reporter)
             return summary
         with InboxEvents(config.paths.inbox) as events:
@@ -186,19 +207,22 @@ def watch(
                 intake.add(events.drain())
                 if time.monotonic() - last_scan >= config.limits.scan_interval_s:
                     recover(config, store, reporter)  # another worker may have died
-                    intake.add(list(scan_inbox(config.paths.inbox)))
+                    intake.add_all()
                     last_scan = time.monotonic()
                 summary.taken += intake.step()
                 summary.transcribed += transcribe_pending(
                     config, store, engine, reporter=reporter, max_jobs=1
                 )
+                finish_letters(config, store, reporter)
                 time.sleep(poll_seconds)
     return summary
 
 
-def _drain_intake(intake: Intake, summary: WatchSummary, poll_seconds: float) -> None:
-    """``--once``: wait until every entry present at start has been taken in."""
+def drain_intake(intake: Intake, poll_seconds: float = POLL_SECONDS) -> list[Job]:
+    """Wait until every pending entry has been taken in (``--once``, batch)."""
+    taken: list[Job] = []
     while intake.pending:
-        summary.taken += intake.step()
+        taken += intake.step()
         if intake.pending:
             time.sleep(poll_seconds)
+    return taken

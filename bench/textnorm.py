@@ -1,0 +1,31 @@
+"""Text normalisation shared by the accuracy benchmarks (WER scores words, not typography)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+PUNCT = re.compile(r"(?<!\d)[.,](?!\d)|[^\w\s.,'’-]|(?<=\s)[-'’]|[-'’](?=\s)")
+AUDIO = (".wav", ".ogg", ".opus", ".mp3", ".flac", ".m4a")
+
+
+def normalise(text: str) -> str:
+    """Case folded, punctuation dropped (except inside numbers), spaces folded."""
+    text = unicodedata.normalize("NFC", text).casefold().replace("’", "'")
+    text = PUNCT.sub(" ", f" {text} ")
+    return " ".join(text.split())
+
+
+def language_of(path: Path) -> str:
+    """``fleurs-fr-003.ogg``, ``test_fr.wav`` -> fr; anything else -> en."""
+    return "fr" if re.search(r"(^|[-_])fr([-_.]|$)", path.stem) else "en"
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in AUDIO)
+
+
+def reference(audio: Path) -> str | None:
+    path = audio.with_suffix(".txt")
+    return path.read_text(encoding="utf-8") if path.is_file() else None
