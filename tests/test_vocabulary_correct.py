@@ -74,16 +74,72 @@ def test_missing_accents_and_split_words_are_restored(medical_fr: LexiconMatcher
 
 
 def test_high_confidence_words_are_never_changed(medical_fr: LexiconMatcher) -> None:
-    draft = words("sous bisoprolole et apixabane", HIGH, HIGH, HIGH, 0.5)
+    draft = words("sous bisoprolole et apixabane", HIGH, HIGH, HIGH, 0.9)
     assert joined(medical_fr.correct(draft).words) == "sous bisoprolole et apixabane"
+
+
+def test_sure_words_are_never_changed_even_by_a_perfect_match(
+    medical_en: LexiconMatcher,
+) -> None:
+    # 0.9 and above is "sure": not even a near-exact sound match may change it.
+    for probability in (0.9, 0.95, 1.0):
+        draft = words("clarythromycin and eftreaxone", probability, HIGH, probability)
+        assert medical_en.correct(draft).replacements == ()
+
+
+def test_unsure_words_change_only_for_a_near_exact_match(medical_en: LexiconMatcher) -> None:
+    # 0.5-0.9: Whisper base is often fairly sure of a misspelt drug name...
+    fixed = medical_en.correct(words("oral clarythromycin daily", HIGH, 0.57, HIGH))
+    assert joined(fixed.words) == "oral clarithromycin daily"
+    # ...but a looser match that a doubtful word would get is refused.
+    loose = words("force mature clause", HIGH, 0.6, HIGH)
+    assert medical_en.correct(loose).replacements == ()
+    legal = LexiconMatcher.from_vocabulary(load_vocabulary("legal", "en"))
+    assert legal.correct(loose).replacements == ()
 
 
 def test_threshold_is_configurable() -> None:
     vocab = load_vocabulary("medical", "fr")
     draft = words("bisoprolole", 0.7)
-    assert correct_words(draft, vocab).replacements == ()
-    strict = CorrectionOptions(max_probability=0.8)
+    doubtful_only = CorrectionOptions(medium_min_score=101)
+    assert correct_words(draft, vocab, options=doubtful_only).replacements == ()
+    strict = CorrectionOptions(max_probability=0.8, medium_min_score=101)
     assert joined(correct_words(draft, vocab, options=strict).words) == "bisoprolol"
+    assert joined(correct_words(draft, vocab).words) == "bisoprolol"  # unsure band
+
+
+def test_sure_word_may_stay_inside_a_corrected_phrase(medical_en: LexiconMatcher) -> None:
+    # "fraction" is sure and stays as it is; only the doubtful word changes.
+    result = medical_en.correct(words("left injection fraction", HIGH, 0.19, 0.97))
+    assert joined(result.words) == "left ejection fraction"
+    # a sure word that would have to change blocks the phrase
+    blocked = medical_en.correct(words("injection friction", 0.19, 0.97))
+    assert blocked.replacements == ()
+
+
+def test_split_term_is_joined_when_one_part_is_doubtful(medical_en: LexiconMatcher) -> None:
+    result = medical_en.correct(
+        words("shows a trial fibrillation today", HIGH, 0.13, 0.08, 0.82, HIGH)
+    )
+    assert joined(result.words) == "shows atrial fibrillation today"
+    sure = medical_en.correct(words("shows a trial fibrillation", HIGH, HIGH, HIGH, HIGH))
+    assert sure.replacements == ()
+
+
+def test_whisper_comma_inside_a_multi_word_term(medical_en: LexiconMatcher) -> None:
+    draft = words("Medial, parapetular approach, period", 0.66, 0.35, 0.95, HIGH)
+    assert joined(medical_en.correct(draft).words) == "Medial parapatellar approach, period"
+    # a comma never joins two words into a one-word term
+    split = medical_en.correct(words("bi, soprolol", LOW, LOW))
+    assert split.replacements == ()
+
+
+def test_british_spelling_of_the_lexicon_is_restored(medical_en: LexiconMatcher) -> None:
+    result = medical_en.correct(words("under spinal anesthesia.", HIGH, HIGH, 0.64))
+    assert joined(result.words) == "under spinal anaesthesia."
+    assert result.words[-1]["source"] == "lexicon"
+    # a US spelling the lexicon itself lists is left alone
+    assert medical_en.correct(words("the esophagus", HIGH, 0.6)).replacements == ()
 
 
 def test_phrase_with_one_confident_word_is_left_alone(medical_en: LexiconMatcher) -> None:
@@ -149,4 +205,16 @@ def test_invalid_options_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         CorrectionOptions(max_probability=0)
     with pytest.raises(ConfigError):
+        CorrectionOptions(max_probability=0.95, sure_probability=0.9)
+    with pytest.raises(ConfigError):
+        CorrectionOptions(min_score=90, medium_min_score=85)
+    with pytest.raises(ConfigError):
         CorrectionOptions(min_score=50, min_spelling_score=80)
+
+
+def test_words_holding_several_words_do_not_break_alignment(medical_en: LexiconMatcher) -> None:
+    # a learned correction can leave one word dict holding a phrase
+    draft = words("injection fraction", 0.2, 0.95)
+    draft.insert(0, {"word": " atrial fibrillation", "start": 0.0, "end": 0.5, "probability": 0.2})
+    draft[0]["source"] = "learned"
+    assert joined(medical_en.correct(draft).words) == "atrial fibrillation ejection fraction"

@@ -118,6 +118,17 @@ EN_DETERMINERS = word_set(
     "a an the this that these those each every any another his her its their our your my"
 )
 
+# Words that typically open a sentence: after an ambiguous full stop ("period",
+# "point") they are evidence that the speaker ended the sentence there.
+SENTENCE_STARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "fr": word_set("je j' il elle ils elles nous on le la les cette ce ces son sa ses notre"),
+        "en": word_set(
+            "i we he she they it you our this these there his her their its my your please the"
+        ),
+    }
+)
+
 _FR_NOUN_NEXT = word_set("de d' du des")
 _FR_POINT_PREV = word_set(
     "à bon mauvais premier dernier seul même tout second deuxième troisième dernier nouveau"

@@ -20,6 +20,7 @@ from transcribe.dictation.commands import (
     LEXICON,
     NEEDS_FOLLOWING,
     SENTENCE_END,
+    SENTENCE_STARTERS,
     Action,
     Command,
     phrase_keys,
@@ -35,6 +36,9 @@ _DETERMINER = -5.0
 _PAUSE = 2.0
 _BOUNDARY = 2.0
 _NO_PAUSE = -1.0
+_SENTENCE_START = 1.0
+_HABIT = 1.0
+_HABIT_MIN = 3
 
 
 @dataclass(frozen=True)
@@ -124,12 +128,24 @@ def match_phrase(tokens: Sequence[Token], i: int, phrase: tuple[str, ...]) -> in
     return j
 
 
-def _starts_command(tokens: Sequence[Token], j: int, lexicon: Lexicon) -> bool:
+def _starts_command(
+    tokens: Sequence[Token], j: int, lexicon: Lexicon, *, other_than: Command | None = None
+) -> bool:
+    """Whether a command phrase starts at ``j`` (after one Whisper mark).
+
+    ``other_than`` leaves out a repeat of the same phrase: in "the limitation
+    period, period" only one "period" is the command, so the first must not
+    count the second as evidence.
+    """
     if j < len(tokens) and tokens[j].kind is Kind.PUNCT and tokens[j].text in WHISPER_MARKS:
         j += 1
     if j >= len(tokens):
         return False
-    return any(match_phrase(tokens, j, c.phrase) for c in lexicon.candidates(tokens[j]))
+    return any(
+        match_phrase(tokens, j, c.phrase)
+        for c in lexicon.candidates(tokens[j])
+        if other_than is None or c.phrase != other_than.phrase
+    )
 
 
 def _gap(before: Token | None, after: Token | None) -> float | None:
@@ -193,15 +209,40 @@ def _next_score(tokens: Sequence[Token], stop: int, cmd: Command, lexicon: Lexic
     """Evidence from what follows the phrase."""
     nxt = tokens[stop] if stop < len(tokens) else None
     needs_following = bool(set(cmd.actions) & NEEDS_FOLLOWING)
-    score = 1.0 if _starts_command(tokens, stop, lexicon) else 0.0
+    score = 1.0 if _starts_command(tokens, stop, lexicon, other_than=cmd) else 0.0
     if nxt is None or nxt.kind is Kind.BREAK:
         return score + (2 * _VETO if needs_following else _BOUNDARY)
+    if _repeats(tokens, stop, cmd):
+        return score  # "the limitation period, period": the mark is the command's, not this word's
     if nxt.kind is Kind.PUNCT and nxt.text in WHISPER_MARKS:
         sentence_end = nxt.text in SENTENCE_MARKS and not _starts_command(tokens, stop + 1, lexicon)
         return score + (_VETO if needs_following and sentence_end else _BOUNDARY)
     if nxt.kind is Kind.WORD and _in(nxt, cmd.next_veto, nxt.first_key):
         return score + _VETO
+    if nxt.kind is Kind.WORD and set(cmd.actions) & SENTENCE_END and _starts_sentence(nxt, lexicon):
+        return score + _SENTENCE_START
     return score
+
+
+def _repeats(tokens: Sequence[Token], stop: int, cmd: Command) -> bool:
+    """The same phrase again right after (one Whisper mark between): "period, period"."""
+    j = stop + 1 if stop < len(tokens) and tokens[stop].kind is Kind.PUNCT else stop
+    return (
+        j < len(tokens)
+        and tokens[j].kind is Kind.WORD
+        and bool(match_phrase(tokens, j, cmd.phrase))
+    )
+
+
+def _starts_sentence(token: Token, lexicon: Lexicon) -> bool:
+    """A word that typically opens a sentence ("period we discussed", "point Il a").
+
+    Whisper's capital on a word that is not "I" counts too: it heard a new sentence.
+    The noun readings ("a period of", "the notice period between") are vetoed before.
+    """
+    if token.text[:1].isupper() and token.text not in ("I", "A", "À"):
+        return True
+    return _in(token, SENTENCE_STARTERS.get(lexicon.lang, frozenset()), token.first_key)
 
 
 def _context_score(
@@ -215,24 +256,37 @@ def _context_score(
     return score + _next_score(tokens, stop, cmd, lexicon)
 
 
-def _accept(tokens: Sequence[Token], i: int, lexicon: Lexicon) -> Spoken | None:
+def _accept(tokens: Sequence[Token], i: int, lexicon: Lexicon, habit: float) -> Spoken | None:
     for cmd in lexicon.candidates(tokens[i]):
         stop = match_phrase(tokens, i, cmd.phrase)
         if stop is None:
             continue
         score = _context_score(tokens, i, stop, cmd, lexicon)
         score += _timing_score(tokens, i, stop, cmd, lexicon.options)
+        score += habit if cmd.ambiguous else 0.0
         if score > 0:
             return Spoken(cmd, i, stop)
     return None
 
 
-def find_commands(tokens: Sequence[Token], lexicon: Lexicon) -> list[Item]:
-    """Tokens with every accepted command phrase replaced by a :class:`Spoken`."""
+def dictating_habit(tokens: Sequence[Token], lexicon: Lexicon) -> float:
+    """Evidence that this speaker dictates punctuation at all.
+
+    Someone whose dictation already holds ``_HABIT_MIN`` commands accepted on
+    their own evidence ("comma", "new paragraph", "period." with Whisper's stop)
+    means the next bare "period" or "colon" as a command too when nothing else
+    decides; someone who never dictates punctuation gets no benefit of the doubt.
+    Determiners and noun contexts (-3, -5) still outweigh it.
+    """
+    seen = sum(isinstance(item, Spoken) for item in _scan(tokens, lexicon, 0.0))
+    return _HABIT if seen >= _HABIT_MIN else 0.0
+
+
+def _scan(tokens: Sequence[Token], lexicon: Lexicon, habit: float) -> list[Item]:
     items: list[Item] = []
     i = 0
     while i < len(tokens):
-        spoken = _accept(tokens, i, lexicon) if tokens[i].kind is Kind.WORD else None
+        spoken = _accept(tokens, i, lexicon, habit) if tokens[i].kind is Kind.WORD else None
         if spoken is None:
             items.append(tokens[i])
             i += 1
@@ -240,6 +294,11 @@ def find_commands(tokens: Sequence[Token], lexicon: Lexicon) -> list[Item]:
             items.append(spoken)
             i = spoken.stop
     return items
+
+
+def find_commands(tokens: Sequence[Token], lexicon: Lexicon) -> list[Item]:
+    """Tokens with every accepted command phrase replaced by a :class:`Spoken`."""
+    return _scan(tokens, lexicon, dictating_habit(tokens, lexicon))
 
 
 def _is_mark(item: Item) -> bool:

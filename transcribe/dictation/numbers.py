@@ -143,7 +143,9 @@ def _keep_article(words: Sequence[str], j: int, lang: str) -> bool:
     nxt2 = words[j + 2] if j + 2 < len(words) else ""
     if is_number(prev, lang) or (prev == _AND[lang] and is_number(prev2, lang)):
         return False
-    if is_number(nxt, lang) or _is_unit(words, j + 1, lang) or nxt in _DOSE_FORMS[lang]:
+    if is_number(nxt, lang) and not nxt[:1].isdigit():
+        return False  # "un million", "one hundred"; "un 110" is an article and Whisper's digits
+    if _is_unit(words, j + 1, lang) or nxt in _DOSE_FORMS[lang]:
         return False
     if lang == "fr" and nxt in ("mètre", "mètres") and is_number(nxt2, lang):
         return False  # a height: "un mètre soixante-dix"

@@ -32,38 +32,62 @@ from transcribe.vocabulary.normalise import (
     normalise_words,
     phonetic_key,
     strip_accents,
+    variant_key,
 )
 from transcribe.vocabulary.terms import Term, Vocabulary
 from transcribe.vocabulary.words import (
     as_word_dict,
     ends_clause,
+    ends_with_comma,
     is_low_confidence,
     replace_span,
     split_edges,
 )
 
 LEXICON_SOURCE = "lexicon"
+_SURE, _UNSURE, _DOUBTFUL = 0, 1, 2
 _NOT_LETTER = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
 class CorrectionOptions:
-    """Thresholds for lexicon correction; defaults err on the side of not changing."""
+    """Thresholds for lexicon correction; defaults err on the side of not changing.
+
+    Whisper's word probability sorts words in three bands:
+
+    * ``probability >= sure_probability`` (0.9): *sure*, never changed. A sure
+      word may sit inside a corrected phrase only if it stays exactly as it was
+      ("injection fraction" -> "ejection fraction" keeps "fraction").
+    * ``max_probability <= probability < sure_probability``: *unsure*, changed
+      only for a near-exact match, ``medium_min_score`` (93) or better: Whisper
+      base is often fairly confident in a misspelling ("clarythromycin" 0.57).
+    * ``probability < max_probability`` (0.5): *doubtful*, changed for a match
+      of ``min_score`` (88; 94 for short terms).
+
+    A word without a probability counts as sure. Set ``medium_min_score`` above
+    100 to change doubtful words only.
+    """
 
     max_probability: float = 0.5
+    sure_probability: float = 0.9
     min_score: float = 88.0
+    medium_min_score: float = 93.0
     min_spelling_score: float = 75.0
-    max_span_words: int = 3
+    max_span_words: int = 4
     min_term_chars: int = 5
     short_term_chars: int = 8
     short_term_min_score: float = 94.0
     protected_words: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_probability <= 1.0:
-            raise ConfigError("correction max_probability must be in (0, 1]")
+        if not 0.0 < self.max_probability <= self.sure_probability <= 1.0:
+            raise ConfigError(
+                "correction probabilities must satisfy 0 < max_probability <= sure_probability <= 1"
+            )
         if not 0.0 <= self.min_spelling_score <= self.min_score <= 100.0:
             raise ConfigError("correction scores must satisfy 0 <= spelling <= min <= 100")
+        if self.medium_min_score < self.min_score:
+            raise ConfigError("correction medium_min_score must be >= min_score")
         if self.max_span_words < 1 or self.min_term_chars < 1:
             raise ConfigError("correction span and term length must be positive")
 
@@ -172,6 +196,7 @@ class LexiconMatcher:
     spellings: tuple[str, ...]
     sounds: tuple[str, ...]
     exact: Mapping[str, Term]
+    variants: Mapping[str, Term]
     common: frozenset[str]
 
     @classmethod
@@ -187,8 +212,11 @@ class LexiconMatcher:
         language = lang or vocabulary.lang
         eligible = tuple(t for t in vocabulary if _is_matchable(t, opts))
         exact: dict[str, Term] = {}
+        variants: dict[str, Term] = {}
         for term in vocabulary:
             exact.setdefault(compact_key(term.text), term)
+            if language == "en":
+                variants.setdefault(variant_key(term.text), term)
         return cls(
             lang=language,
             options=opts,
@@ -196,6 +224,7 @@ class LexiconMatcher:
             spellings=tuple(compact_key(t.text) for t in eligible),
             sounds=tuple(phonetic_key(t.text, language) for t in eligible),
             exact=exact,
+            variants=variants,
             common=frozenset(
                 compact_key(word) for word in (*common_words(language), *opts.protected_words)
             ),
@@ -204,39 +233,51 @@ class LexiconMatcher:
     def correct(self, words: Iterable[Mapping[str, Any] | Any]) -> CorrectionResult:
         """Apply lexicon replacements to a transcript's words."""
         items = [as_word_dict(w) for w in words]
-        editable = [self._editable(w) for w in items]
-        candidates = self._exact_candidates(items, editable)
-        candidates += self._fuzzy_candidates(items, editable)
+        bands = [self._band(w) for w in items]
+        candidates = self._exact_candidates(items, bands)
+        candidates += self._fuzzy_candidates(items, bands)
         chosen = _select(candidates)
         return _apply(items, chosen)
 
-    def _editable(self, word: Mapping[str, Any]) -> bool:
-        """Doubtful and not already changed by an earlier pass (learned, lexicon)."""
-        return "source" not in word and is_low_confidence(word, self.options.max_probability)
+    def _band(self, word: Mapping[str, Any]) -> int:
+        """_SURE, _UNSURE or _DOUBTFUL; words an earlier pass changed count as sure."""
+        if "source" in word or not is_low_confidence(word, self.options.sure_probability):
+            return _SURE
+        if is_low_confidence(word, self.options.max_probability):
+            return _DOUBTFUL
+        return _UNSURE
 
     def _spans(
-        self, items: Sequence[Mapping[str, Any]], editable: Sequence[bool]
-    ) -> Iterator[tuple[int, int, str]]:
-        """Runs of 1..max_span_words editable words that do not cross punctuation."""
+        self, items: Sequence[Mapping[str, Any]], bands: Sequence[int]
+    ) -> Iterator[tuple[int, int, str, bool]]:
+        """Runs of 1..max_span_words words, not all sure, not crossing punctuation
+        except Whisper's commas (the last item says whether the run crosses one)."""
         for i in range(len(items)):
+            comma = False
             for j in range(i + 1, min(i + self.options.max_span_words, len(items)) + 1):
-                if not editable[j - 1] or (j - 1 > i and ends_clause(items[j - 2]["word"])):
-                    break
-                yield i, j, " ".join(split_edges(w["word"])[1] for w in items[i:j])
+                if j - 1 > i and ends_clause(items[j - 2]["word"]):
+                    if not ends_with_comma(items[j - 2]["word"]):
+                        break
+                    comma = True
+                if any(band != _SURE for band in bands[i:j]):
+                    text = " ".join(split_edges(w["word"])[1] for w in items[i:j])
+                    yield i, j, text, comma
 
     def _exact_candidates(
-        self, items: Sequence[Mapping[str, Any]], editable: list[bool]
+        self, items: Sequence[Mapping[str, Any]], bands: list[int]
     ) -> list[_Candidate]:
-        """Spans that already spell a term: protect them, restore accents if needed.
+        """Spans that already spell a term: protect them, respell them if needed.
 
         Protection matters: without it "le bisoprolol" could be "corrected" into
-        "bisoprolol" by a fuzzy match that swallows the article.
+        "bisoprolol" by a fuzzy match that swallows the article. Respelling keeps
+        every letter: split words are joined ("counter claim", "a trial
+        fibrillation") and missing accents restored, so a sure word may take part.
         """
         found: list[_Candidate] = []
         protected: set[int] = set()
-        for i, j, text in self._spans(items, editable):
-            term = self.exact.get(compact_key(text))
-            if term is None or self._all_common(text):
+        for i, j, text, comma in self._spans(items, bands):
+            term = self.exact.get(compact_key(text)) or self.variants.get(variant_key(text))
+            if term is None or self._all_common(text) or (comma and not _word_for_word(text, term)):
                 continue
             protected.update(range(i, j))
             # Restore accents Whisper left out, never swap one accent for another:
@@ -244,15 +285,16 @@ class LexiconMatcher:
             if text.casefold() != term.text.casefold() and _may_respell(text, term.text):
                 found.append(_Candidate(i, j, term, 100.0))
         for index in protected:
-            editable[index] = False
+            bands[index] = _SURE
         return found
 
     def _fuzzy_candidates(
-        self, items: Sequence[Mapping[str, Any]], editable: Sequence[bool]
+        self, items: Sequence[Mapping[str, Any]], bands: Sequence[int]
     ) -> list[_Candidate]:
         found: list[_Candidate] = []
-        for i, j, text in self._spans(items, editable):
-            match = self._best_match(text)
+        for i, j, text, comma in self._spans(items, bands):
+            cores = [split_edges(w["word"])[1] for w in items[i:j]]
+            match = self._best_match(text, cores, bands[i:j], comma)
             if match is not None:
                 found.append(_Candidate(i, j, match[0], match[1]))
         return found
@@ -260,8 +302,14 @@ class LexiconMatcher:
     def _all_common(self, text: str) -> bool:
         return all(word in self.common for word in normalise_words(text))
 
-    def _best_match(self, text: str) -> tuple[Term, float] | None:
-        """The best-scoring term for a phrase, or None if nothing is close enough."""
+    def _best_match(
+        self, text: str, cores: list[str], bands: Sequence[int], comma: bool = False
+    ) -> tuple[Term, float] | None:
+        """The best-scoring term for a phrase, or None if nothing is close enough.
+
+        A phrase with Whisper's comma inside may only become a term of as many
+        words, so the commas fall between the term's own words.
+        """
         spelled = compact_key(text)
         if len(spelled) < self.options.min_term_chars - 1 or self._all_common(text):
             return None
@@ -274,13 +322,21 @@ class LexiconMatcher:
             self.spellings,
             scorer=fuzz.ratio,
             score_cutoff=self.options.min_spelling_score,
-            limit=5,
+            limit=8,
         ):
             term = self.terms[index]
             if _is_word_family(spelled, choice, self.lang) or _is_part_of(text, term):
                 continue
+            if comma and not _word_for_word(text, term):
+                continue
+            changed = _changed_bands(cores, term.text.split(), bands)
+            if changed is None or not changed:
+                continue  # a sure word would change, or nothing would
             score = (spelling + fuzz.ratio(sound, self.sounds[index])) / 2
-            if score >= self._needed(choice) and (best is None or score > best[1]):
+            needed = self._needed(choice)
+            if _UNSURE in changed:
+                needed = max(needed, self.options.medium_min_score)
+            if score >= needed and (best is None or score > best[1]):
                 best = (term, score)
         return best
 
@@ -289,6 +345,39 @@ class LexiconMatcher:
         if len(spelled_term) >= self.options.short_term_chars:
             return self.options.min_score
         return max(self.options.min_score, self.options.short_term_min_score)
+
+
+def _changed_bands(spoken: list[str], written: list[str], bands: Sequence[int]) -> list[int] | None:
+    """Bands of the spoken words a replacement would change; None if one is sure.
+
+    ``spoken`` holds one entry per Whisper word (with its band). Words are
+    aligned one to one when the counts match, else from both ends ("total
+    nearthroplasty" / "total knee arthroplasty" keeps "total").
+    """
+    same = [compact_key(a) == compact_key(b) for a, b in zip(spoken, written, strict=False)]
+    if len(spoken) != len(written):
+        tail = [
+            compact_key(a) == compact_key(b)
+            for a, b in zip(reversed(spoken), reversed(written), strict=False)
+        ]
+        head = _leading_true(same)
+        back = _leading_true(tail)
+        same = [k < head or k >= len(spoken) - back for k in range(len(spoken))]
+    changed = [band for band, kept in zip(bands, same, strict=True) if not kept]
+    return None if _SURE in changed else changed
+
+
+def _word_for_word(text: str, term: Term) -> bool:
+    return len(text.split()) == len(term.text.split()) > 1
+
+
+def _leading_true(flags: list[bool]) -> int:
+    count = 0
+    for flag in flags:
+        if not flag:
+            break
+        count += 1
+    return count
 
 
 def _is_matchable(term: Term, options: CorrectionOptions) -> bool:

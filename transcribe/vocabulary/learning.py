@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import fcntl
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -47,6 +48,10 @@ class LearningOptions:
     def __post_init__(self) -> None:
         if self.min_count < 1 or self.max_words < 1:
             raise ConfigError("learning min_count and max_words must be at least 1")
+
+
+def _words(text: str) -> set[str]:
+    return {w.casefold() for w in re.findall(r"\w{3,}", text)}
 
 
 @dataclass(frozen=True)
@@ -196,9 +201,17 @@ class LearningStore:
         corrected: str,
         *,
         lang: str = "fr",
+        exclude: Iterable[str] = (),
     ) -> list[CorrectionPair]:
-        """Diff an approved text against its draft and count what was corrected."""
+        """Diff an approved text against its draft and count what was corrected.
+
+        ``exclude`` holds personal values (the letter's patient, matter, recipient...):
+        a correction touching one of their words is never stored, so this file, which
+        is not encrypted, holds vocabulary and not the names of the people concerned.
+        """
         pairs = diff_corrections(original, corrected, lang=lang, max_words=self.options.max_words)
+        private = {w for value in exclude for w in _words(value)}
+        pairs = [p for p in pairs if not private & _words(p.wrong + " " + p.right)]
         self.add(client, author, pairs)
         return pairs
 

@@ -77,6 +77,18 @@ def compact_key(text: str) -> str:
     return "".join(normalise_words(text))
 
 
+_DIGRAPHS = re.compile(r"(?<=[a-z])[ao]e|^oe")
+
+
+def variant_key(text: str) -> str:
+    """Spelling key blind to British/American digraphs: "anaesthesia" = "anesthesia".
+
+    Whisper writes American spellings ("hemorrhage", "esophagus", "anesthesia");
+    the lexicon says which spelling a letter must use.
+    """
+    return _DIGRAPHS.sub("e", compact_key(text))
+
+
 def phonetic_key(text: str, lang: str) -> str:
     """Sound-alike key for French or English; any other language uses English rules."""
     key = compact_key(text)

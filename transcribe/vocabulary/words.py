@@ -45,6 +45,11 @@ def split_edges(text: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
+def ends_with_comma(text: str) -> bool:
+    """Whisper's comma: it scatters them inside phrases ("medial, parapatellar")."""
+    return text.rstrip().endswith(",")
+
+
 def ends_clause(text: str) -> bool:
     """True when the word carries punctuation a phrase should not run across."""
     return bool(_BREAK.search(text.rstrip()))

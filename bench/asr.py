@@ -1,0 +1,165 @@
+"""Accuracy of the pipeline against plain faster-whisper, on the same audio and model.
+
+For each audio file with a reference ``NAME.txt`` beside it, runs plain faster-whisper
+(as its README shows: beam 5, language given) and the pipeline (vocabulary prompt,
+corrections, dictation formatting) with the same loaded model, in one run, and prints
+WER against the written reference, domain-term recall (``NAME.terms.txt``) and the
+real-time factor. ``--bias`` runs the pipeline once per way of biasing Whisper, which
+is how the default was chosen.
+
+    .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en \\
+        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none]
+
+WER is computed on normalised text (case folded, punctuation dropped, except inside
+numbers, hyphens read as spaces), so it scores words, not typography: "pre-action"
+and "pre action", "67-year-old" and "67 year old" are the same words; the format
+benchmark scores typography. Term recall uses the same normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+import jiwer  # noqa: E402
+from textnorm import AUDIO, language_of  # noqa: E402
+from textnorm import normalise as fold_text  # noqa: E402
+
+from transcribe.config import ClientConfig, Config, load_config  # noqa: E402
+from transcribe.engine import WhisperEngine  # noqa: E402
+from transcribe.pipeline import Dictation, transcribe_file  # noqa: E402
+from transcribe.workspace import init_workspace  # noqa: E402
+
+
+def normalise(text: str) -> str:
+    """textnorm's normalisation with hyphens between words read as spaces."""
+    return " ".join(fold_text(text).replace("-", " ").split())
+
+
+@dataclass(frozen=True)
+class Item:
+    audio: Path
+    reference: str
+    terms: tuple[str, ...]
+    language: str
+    domain: str
+    duration: float
+
+
+@dataclass
+class Score:
+    hyps: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+    terms_found: int = 0
+    terms_total: int = 0
+    seconds: float = 0.0
+    audio_s: float = 0.0
+
+    def add(self, item: Item, text: str, seconds: float) -> None:
+        self.hyps.append(normalise(text))
+        self.refs.append(normalise(item.reference))
+        folded = normalise(text)
+        self.terms_found += sum(normalise(t) in folded for t in item.terms)
+        self.terms_total += len(item.terms)
+        self.seconds += seconds
+        self.audio_s += item.duration
+
+    def row(self) -> tuple[str, str, str]:
+        wer = 100 * jiwer.wer(self.refs, self.hyps)
+        recall = f"{100 * self.terms_found / self.terms_total:.1f}%" if self.terms_total else "-"
+        return f"{wer:.1f}%", recall, f"{self.seconds / self.audio_s:.3f}"
+
+
+def domain_of(path: Path) -> str:
+    return {"med": "medical", "legal": "legal"}.get(path.stem.split("-")[0], "general")
+
+
+def collect(folders: list[Path]) -> dict[str, list[Item]]:
+    import av
+
+    sets: dict[str, list[Item]] = {}
+    for folder in folders:
+        for audio in sorted(p for p in folder.iterdir() if p.suffix in AUDIO):
+            reference = audio.with_suffix(".txt")
+            if not reference.is_file():
+                continue
+            terms = audio.with_suffix(".terms.txt")
+            with av.open(str(audio)) as container:
+                duration = container.duration / 1e6
+            item = Item(
+                audio,
+                reference.read_text(encoding="utf-8"),
+                tuple(t for t in terms.read_text().splitlines() if t.strip())
+                if terms.is_file()
+                else (),
+                language_of(audio),
+                domain_of(audio),
+                duration,
+            )
+            sets.setdefault(f"{folder.name}-{item.language}", []).append(item)
+    return sets
+
+
+def bench_config(scratch: Path, bias: str) -> Config:
+    init_workspace(scratch / bias)
+    path = scratch / bias / "transcribe.toml"
+    path.write_text(path.read_text().replace('bias = "initial_prompt"', f'bias = "{bias}"'))
+    return load_config(scratch / bias)
+
+
+def run_plain(engine: WhisperEngine, item: Item) -> tuple[str, float]:
+    started = time.perf_counter()
+    segments, _ = engine.model.transcribe(str(item.audio), beam_size=5, language=item.language)
+    text = " ".join(s.text.strip() for s in segments)
+    return text, time.perf_counter() - started
+
+
+def run_pipeline(config: Config, engine: WhisperEngine, item: Item) -> tuple[str, float]:
+    client = ClientConfig(id="bench", name="bench", language=item.language, domain=item.domain)
+    started = time.perf_counter()
+    _, draft = transcribe_file(config, engine, item.audio, Dictation(client, None, item.language))
+    return draft.text, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument(
+        "--bias", default="initial_prompt", help="comma-separated: initial_prompt, hotwords, none"
+    )
+    args = parser.parse_args()
+    sets = collect(args.folders)
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = {b: bench_config(Path(tmp), b) for b in args.bias.split(",")}
+        engine = WhisperEngine(next(iter(configs.values())).transcription)
+        engine.load()  # once, outside the timings
+        print(
+            f"model: {engine.model_ref.name} ({engine.device.device} "
+            f"{engine.device.compute_type}, {engine.device.cpu_threads} threads)"
+        )
+        print("| set | files | system | WER | term recall | RTF |\n|---|---|---|---|---|---|")
+        for name, items in sets.items():
+            scores: dict[str, Score] = {}
+            for item in items:
+                text, seconds = run_plain(engine, item)
+                scores.setdefault("plain faster-whisper", Score()).add(item, text, seconds)
+                for bias, config in configs.items():
+                    text, seconds = run_pipeline(config, engine, item)
+                    scores.setdefault(f"pipeline ({bias})", Score()).add(item, text, seconds)
+                print(f"  {item.audio.name}", file=sys.stderr, flush=True)
+            for system, score in scores.items():
+                wer, recall, rtf = score.row()
+                print(
+                    f"| {name} | {len(items)} | {system} | {wer} | {recall} | {rtf} |", flush=True
+                )
+
+
+if __name__ == "__main__":
+    main()
