@@ -20,8 +20,9 @@ def test_auto_device_picks_cuda_float16() -> None:
 
 def test_gpu_batched_transcription_is_not_empty(clips: list[Path]) -> None:
     engine = WhisperEngine(TranscriptionConfig(device="cuda"))
-    results = transcribe_batched(engine, clips[:3], DecodeOptions(language="en"),
-                                 BatchSettings(batch_size=16))
+    results = transcribe_batched(
+        engine, clips[:3], DecodeOptions(language="en"), BatchSettings(batch_size=16)
+    )
     for result in results:
         assert result["text"].strip(), "empty text on GPU (known ctranslate2/driver issue)"
         assert result["segments"][0]["words"]

@@ -52,8 +52,9 @@ def test_approve_without_a_terminal(config: Config, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"{job_id}  archived" in result.output  # approved, rendered, signed, archived
     bundle = tmp_path / "bundle.json"
-    result = runner.invoke(app, ["--home", home, "archive", "get", job_id, "--item",
-                                 "transcript", "-o", str(bundle)])
+    result = runner.invoke(
+        app, ["--home", home, "archive", "get", job_id, "--item", "transcript", "-o", str(bundle)]
+    )
     assert result.exit_code == 0, result.output
     files = json.loads(bundle.read_text())["files"]
     approved = files["approved"]

@@ -130,8 +130,9 @@ def render_job(
     return store.transition(job_id, JobState.RENDERED, expect=JobState.APPROVED)
 
 
-def finish_approved(config: Config, store: JobStore, job_id: str, *,
-                    converter: Converter | None = None) -> Job:
+def finish_approved(
+    config: Config, store: JobStore, job_id: str, *, converter: Converter | None = None
+) -> Job:
     """approved -> rendered -> archived: the letter stage, then the archive stage."""
     from .archive import archive_job
 
