@@ -29,18 +29,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import jiwer  # noqa: E402
-from textnorm import AUDIO, language_of  # noqa: E402
-from textnorm import normalise as fold_text  # noqa: E402
+from textnorm import AUDIO, language_of, normalise  # noqa: E402
 
 from transcribe.config import ClientConfig, Config, load_config  # noqa: E402
 from transcribe.engine import WhisperEngine  # noqa: E402
 from transcribe.pipeline import Dictation, transcribe_file  # noqa: E402
 from transcribe.workspace import init_workspace  # noqa: E402
-
-
-def normalise(text: str) -> str:
-    """textnorm's normalisation with hyphens between words read as spaces."""
-    return " ".join(fold_text(text).replace("-", " ").split())
 
 
 @dataclass(frozen=True)
@@ -63,10 +57,11 @@ class Score:
     audio_s: float = 0.0
 
     def add(self, item: Item, text: str, seconds: float) -> None:
-        self.hyps.append(normalise(text))
-        self.refs.append(normalise(item.reference))
-        folded = normalise(text)
-        self.terms_found += sum(normalise(t) in folded for t in item.terms)
+        lang = item.language
+        self.hyps.append(normalise(text, lang))
+        self.refs.append(normalise(item.reference, lang))
+        folded = f" {normalise(text, lang)} "
+        self.terms_found += sum(f" {normalise(t, lang)} " in folded for t in item.terms)
         self.terms_total += len(item.terms)
         self.seconds += seconds
         self.audio_s += item.duration

@@ -10,10 +10,15 @@ PUNCT = re.compile(r"(?<!\d)[.,](?!\d)|[^\w\s.,'’-]|(?<=\s)[-'’]|[-'’](?=\
 AUDIO = (".wav", ".ogg", ".opus", ".mp3", ".flac", ".m4a")
 
 
-def normalise(text: str) -> str:
-    """Case folded, punctuation dropped (except inside numbers), spaces folded."""
+def normalise(text: str, lang: str = "en") -> str:
+    """Words only: case folded, punctuation dropped (except inside numbers), hyphens
+    read as spaces, number words as digits on both sides ("deux" = "2": dictation
+    conventions want digits where read-speech references spell numbers out)."""
+    from text_to_num import alpha2digit
+
     text = unicodedata.normalize("NFC", text).casefold().replace("’", "'")
-    text = PUNCT.sub(" ", f" {text} ")
+    text = PUNCT.sub(" ", f" {text} ").replace("-", " ")
+    text = alpha2digit(" ".join(text.split()), lang, threshold=0)
     return " ".join(text.split())
 
 

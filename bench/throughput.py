@@ -93,7 +93,7 @@ def run_batch(files: list[Path], home: Path, domain: str, device: str) -> tuple[
 
 def wer(files: list[Path], texts: dict[str, str]) -> str:
     pairs = [
-        (normalise(ref), normalise(texts[key]))
+        (normalise(ref, language_of(f)), normalise(texts[key], language_of(f)))
         for f in files
         if (ref := reference(f)) is not None
         for key in (str(f), f.name)
