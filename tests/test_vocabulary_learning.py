@@ -123,3 +123,12 @@ def test_corrupt_store_is_a_store_error(tmp_path: Path) -> None:
     path.write_text("{broken", encoding="utf-8")
     with pytest.raises(StoreError):
         LearningStore(path).entries()
+
+
+def test_corrections_of_personal_values_are_never_learnt(tmp_path: Path) -> None:
+    store = LearningStore(tmp_path / "learned.json")
+    draft = "Madame Dupond a pris du bisoprolole ce matin."
+    fixed = "Madame Dupont a pris du bisoprolol ce matin."
+    pairs = store.record("c", "a", draft, fixed, lang="fr", exclude=["Lucie Dupont"])
+    assert [(p.wrong, p.right) for p in pairs] == [("bisoprolole", "bisoprolol")]
+    assert "Dupont" not in (tmp_path / "learned.json").read_text()

@@ -233,6 +233,28 @@ def _final_corrections(
     return str(record["original_text"])
 
 
+# Fields that identify the person a letter is about (patient, client, matter): their
+# values are never learnt. A recipient (a colleague) is vocabulary and may be.
+PRIVATE_FIELD_HINTS = (
+    "patient",
+    "matter",
+    "dossier",
+    "affaire",
+    "client",
+    "naissance",
+    "dob",
+    "birth",
+    "address",
+    "adresse",
+    "hospital",
+    "reference",
+)
+
+
+def private_values(fields: Mapping[str, str]) -> list[str]:
+    return [v for k, v in fields.items() if any(h in k for h in PRIVATE_FIELD_HINTS)]
+
+
 def record_learning(
     config: Config,
     job: Job,
@@ -311,7 +333,12 @@ def approve_job(
         store.unlock_review(job.id, reviewer)
         job = store.get(job.id)
     record_learning(
-        config, job, original, new_text, draft.get("language") or "fr", private=merged.values()
+        config,
+        job,
+        original,
+        new_text,
+        draft.get("language") or "fr",
+        private=private_values(merged),
     )
     return job
 
