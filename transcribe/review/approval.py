@@ -15,9 +15,7 @@ a letter is approved. Files in ``work/jobs/<job>/``:
 
 from __future__ import annotations
 
-import getpass
 import logging
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
+from ..audit import operator_id
 from ..config import Config
 from ..draft import TOKEN, load_draft, save_draft, with_text
 from ..errors import ConfigError, StateError, TranscribeError
@@ -48,11 +47,7 @@ class MissingFields(ConfigError):
 
 def reviewer_id() -> str:
     """Who is reviewing, as the lock and the audit log show it: ``user@host``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return operator_id()
 
 
 def _now() -> str:
