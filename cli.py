@@ -211,59 +211,38 @@ def show(
 @app.command()
 def demo() -> None:
     """Make a demo workspace, drop sample dictations, run the pipeline, show the result."""
-    from transcribe.demo import drop_samples
+    from transcribe.demo import run_demo
     from transcribe.engine import WhisperEngine
-    from transcribe.status import list_jobs, load_job_draft
-    from transcribe.watcher import watch as run_watch
     from transcribe.workspace import init_workspace, open_workspace
 
     with errors_to_exit():
         init_workspace(state.home, demo=True)
         config = open_workspace(state.home)
-        dropped = drop_samples(config)
-        out.print(
-            f"dropped {len(dropped)} sample dictation(s) into {config.paths.inbox}",
-            markup=False,
-            highlight=False,
-        )
-        run_watch(
-            config,
-            once=True,
-            reporter=ConsoleReporter(),
-            engine_factory=lambda: WhisperEngine(config.transcription),
-        )
-        rows = list_jobs(config)
-        previews = {
-            row["id"]: _preview(load_job_draft(config, row["id"])["text"])
-            for row in rows
-            if row["state"] == "review"
-        }
+        result = run_demo(config, ConsoleReporter(), lambda: WhisperEngine(config.transcription))
     table = Table(title="Demo jobs")
-    for column in ("job", "client", "state", "audio", "start of the transcript"):
+    for column in ("job", "client", "state", "audio", "start of the draft"):
         table.add_column(column, no_wrap=column in ("job", "state"))
-    for row in rows:
+    for row in result.jobs:
         seconds = f"{row['duration_s']:.0f} s" if row["duration_s"] else ""
-        table.add_row(
-            row["id"],
-            row["client"],
-            row["state"],
-            seconds,
-            previews.get(row["id"], row["reason"] or ""),
-        )
+        filed = "signed PDF/A, in the encrypted archive" if row["state"] == "archived" else ""
+        preview = _preview(result.previews.get(row["id"], row["reason"] or filed))
+        table.add_row(row["id"], row["client"], row["state"], seconds, preview)
     out.print(table)
     home = config.paths.home
+    lines = [
+        f"python cli.py --home {home} review             # correct and approve, keyboard only",
+        f"python cli.py --home {home} show JOB --json    # words, times, confidence",
+        f"python cli.py --home {home} archive list       # signed letters, encrypted",
+    ]
+    lines += [
+        f"age -d -i {home}/keys/archive.key -o letter.pdf {path}" for path in result.archived[:1]
+    ]
+    lines.append(
+        f"drop audio (wav, mp3, m4a, ogg, flac, webm, amr, dss) into {home}/inbox/<client>/"
+    )
     out.print("\nNext:", style="bold")
-    out.print(f"  python cli.py --home {home} show JOB          # a whole draft", markup=False)
-    out.print(
-        f"  python cli.py --home {home} show JOB --json   # words, times, confidence", markup=False
-    )
-    out.print(
-        f"  python cli.py --home {home} watch             # keep watching the inbox", markup=False
-    )
-    out.print(
-        f"  drop audio (wav, mp3, m4a, ogg, flac, webm, amr, dss) into {home}/inbox/<client>/",
-        markup=False,
-    )
+    for line in lines:
+        out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _preview(text: str, limit: int = 90) -> str:

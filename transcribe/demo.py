@@ -12,13 +12,16 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import ExternalToolError
 from .fsutil import atomic_copy, sha256_file
-from .store import JobStore
+from .progress import Reporter
+from .store import JobState, JobStore
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,63 @@ def drop_samples(config: Config) -> list[Path]:
             atomic_copy(audio, target)  # appears complete, as a well-behaved sender would
             dropped.append(target)
     return dropped
+
+
+# The secretary's part for one sample, so the demo shows a signed, archived letter.
+APPROVED_SAMPLE = "cardiology-letter.wav"
+APPROVED_FIELDS = {
+    "recipient": "Dr Priya Patel (invented)",
+    "recipient_address": "Invented Surgery, 1 Example Road",
+    "salutation": "Dr Patel",
+    "dob": "01/02/1962",
+    "hospital_number": "DEMO-0001",
+    "clinic_date": "23 November 2026",
+}
+
+
+@dataclass
+class DemoResult:
+    dropped: int = 0
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    previews: dict[str, str] = field(default_factory=dict)
+    archived: list[Path] = field(default_factory=list)
+
+
+def letter_body(text: str) -> str:
+    """What a secretary keeps of a dictated letter: the letterhead already has the
+    salutation and the closing, so the dictated ones go."""
+    kept = [p for p in text.split("\n\n") if not p.strip().startswith(("Dear ", "Yours "))]
+    return "\n\n".join(kept).strip()
+
+
+def approve_sample(config: Config) -> list[Path]:
+    """Approve one sample as a secretary would, then render, sign and archive it."""
+    from .draft import load_draft
+    from .letter import finish_approved
+    from .pipeline import draft_path
+    from .review import approve_job
+
+    with JobStore(config.paths.database, actor="demo") as store:
+        waiting = [j for j in store.jobs(JobState.REVIEW) if j.source_name == APPROVED_SAMPLE]
+        for job in waiting:
+            text = letter_body(load_draft(draft_path(config, job))["text"])
+            approve_job(config, job.id, text=text, fields=APPROVED_FIELDS, reviewer="demo")
+            finish_approved(config, store, job.id)
+        return sorted(config.paths.archive.rglob("*.pdf.age"))
+
+
+def run_demo(config: Config, reporter: Reporter, engine_factory: Callable[[], Any]) -> DemoResult:
+    """Drop the samples, take them in and transcribe them, file one signed letter."""
+    from .status import list_jobs, load_job_draft
+    from .watcher import watch
+
+    result = DemoResult(dropped=len(drop_samples(config)))
+    watch(config, once=True, reporter=reporter, engine_factory=engine_factory)
+    result.archived = approve_sample(config)
+    result.jobs = list_jobs(config)
+    result.previews = {
+        row["id"]: load_job_draft(config, row["id"])["text"]
+        for row in result.jobs
+        if row["state"] == "review"
+    }
+    return result
