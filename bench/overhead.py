@@ -3,9 +3,14 @@
 Both sides run as fresh processes (imports and model load included), alternately,
 ``--repeat`` times, on the same clip, model and decoding options. The pipeline side
 starts from a new workspace each time, so it pays for intake, hashing, probing, the
-job store and writing transcript.json too.
+job store, post-processing and writing transcript.json and draft.json too.
 
-    .venv/bin/python bench/overhead.py [CLIP] [--repeat 3] [--language en]
+With ``--domain general`` (the default) the client has no vocabulary prompt, so both
+sides decode with identical options and the difference is the pipeline's machinery.
+``--domain medical`` adds the vocabulary prompt: the difference then also includes
+what biasing costs in decoding (a longer prompt, different text).
+
+    .venv/bin/python bench/overhead.py [CLIP] [--repeat 3] [--language en] [--domain general]
 
 Without CLIP, a one-minute English dictation is synthesised with espeak-ng.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -69,10 +75,15 @@ def run_plain(clip: Path, language: str) -> tuple[float, str]:
     return time.perf_counter() - started, result.stdout.strip()
 
 
-def run_pipeline(clip: Path, language: str, scratch: Path) -> tuple[float, str]:
+def run_pipeline(clip: Path, language: str, domain: str, scratch: Path) -> tuple[float, str]:
     home = scratch / f"ws-{time.monotonic_ns()}"
     cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
     subprocess.run([*cli, "init", "--demo"], check=True, capture_output=True)
+    config = home / "transcribe.toml"
+    text = config.read_text().replace('domain = "medical"', f'domain = "{domain}"')
+    if domain == "general":  # no client terms either: no prompt at all, as plain
+        text = re.sub(r"(?m)^vocabulary = .*$", "vocabulary = []", text)
+    config.write_text(text.replace('domain = "legal"', f'domain = "{domain}"'))
     shutil.copy2(clip, home / "inbox" / CLIENT[language] / clip.name)  # keeps the old mtime
     started = time.perf_counter()
     subprocess.run([*cli, "watch", "--once"], check=True, capture_output=True)
@@ -98,6 +109,7 @@ def main() -> None:
     parser.add_argument("clip", nargs="?", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--language", choices=sorted(CLIENT), default="en")
+    parser.add_argument("--domain", choices=("general", "medical", "legal"), default="general")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -106,13 +118,13 @@ def main() -> None:
         for _ in range(args.repeat):
             seconds, plain_text = run_plain(clip, args.language)
             plain_times.append(seconds)
-            seconds, pipe_text = run_pipeline(clip, args.language, scratch)
+            seconds, pipe_text = run_pipeline(clip, args.language, args.domain, scratch)
             pipe_times.append(seconds)
         plain, pipe = statistics.median(plain_times), statistics.median(pipe_times)
         same = " ".join(plain_text.split()) == " ".join(pipe_text.split())
     print(
         f"clip: {clip.name}, model: base int8 on {available_cores()} CPU thread(s), "
-        f"{args.repeat} alternating runs, fresh process each"
+        f"{args.repeat} alternating runs, fresh process each, client domain {args.domain}"
     )
     print(f"{'':28}{'median s':>10}{'runs':>30}")
     for label, median, times in (

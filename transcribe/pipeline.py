@@ -106,7 +106,7 @@ def prepare(config: Config, engine: WhisperEngine, dictation: Dictation) -> Prep
         dictation.language,
         learned,
         home=config.paths.home,
-        count_tokens=_counter(engine),
+        count_tokens=lambda: _counter(engine),
     )
     prompt = biasing.prompt.text if biasing.prompt else None
     return Prepared(dictation, biasing, decode_options(config, dictation.language, prompt), learned)
@@ -125,7 +125,7 @@ def finish(
             result["language"],
             prepared.learned,
             home=config.paths.home,
-            count_tokens=_counter(engine),
+            count_tokens=lambda: _counter(engine),
         )
         biasing = Biasing(vocabulary=detected.vocabulary, prompt=None)  # decoded unprompted
     transcript = transcript_record(engine, prepared.options, result, biasing)

@@ -15,6 +15,7 @@ everything used is recorded so a transcript can say how its draft was made.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,14 @@ def plan_biasing(
     learned: LearningStore | None,
     *,
     home: Path,
-    count_tokens: TokenCounter | None,
+    count_tokens: Callable[[], TokenCounter | None],
 ) -> Biasing:
     """Vocabulary and prompt for one job; no prompt when the language is unknown.
 
     A French prompt pulls Whisper toward French, so with ``language = "auto"`` and no
-    sidecar language we let Whisper detect the language unbiased.
+    sidecar language we let Whisper detect the language unbiased. ``count_tokens``
+    makes the model's token counter, only when there are terms to fit (loading the
+    tokenizer costs a tenth of a second).
     """
     if language not in ("fr", "en"):
         return Biasing(vocabulary=None, prompt=None)
@@ -79,7 +82,9 @@ def plan_biasing(
         learned_terms=learned_terms,
         base_dir=home,
     )
-    prompt = build_initial_prompt(vocabulary, language, count_tokens=count_tokens)
+    if not vocabulary.terms:
+        return Biasing(vocabulary=vocabulary, prompt=None)
+    prompt = build_initial_prompt(vocabulary, language, count_tokens=count_tokens())
     return Biasing(vocabulary=vocabulary, prompt=prompt if prompt.terms else None)
 
 

@@ -33,7 +33,7 @@ from .intake import (
 )
 from .pipeline import transcribe_pending
 from .progress import NullReporter, Reporter
-from .store import Job, JobStore
+from .store import Job, JobState, JobStore
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
@@ -48,8 +48,24 @@ class WatchSummary:
         return sum(1 for job in self.taken + self.transcribed if job.state == outcome_state)
 
 
-def finish_letters(config: Config, store: JobStore, reporter: Reporter) -> int:
-    """Approved letters are rendered and archived; signed ones left by a crash are filed."""
+def finish_letters(
+    config: Config, store: JobStore, reporter: Reporter, *, sweep_archived: bool = False
+) -> int:
+    """Approved letters are rendered and archived; signed ones left by a crash are filed.
+
+    Cheap when there is nothing to do (one indexed query; the document and archive
+    libraries are imported only when a letter waits), because the watcher calls it on
+    every turn. ``sweep_archived`` also removes working files an interrupted archiving
+    left behind (start-up and periodic rescans only).
+    """
+    from .pipeline import job_dir
+
+    waiting = store.jobs(JobState.APPROVED, JobState.RENDERED)
+    leftovers = sweep_archived and any(
+        job_dir(config, job).exists() for job in store.jobs(JobState.ARCHIVED)
+    )
+    if not waiting and not leftovers:
+        return 0
     from .archive import archive_pending
     from .letter import finish_all_approved
 
@@ -69,7 +85,7 @@ def recover(config: Config, store: JobStore, reporter: Reporter) -> None:
     released = store.release_stale_claims(timeout)
     finished = finish_pending_intake(config, store, timeout_s=timeout)
     removed = sweep_temp_files(config)
-    archived = finish_letters(config, store, reporter)
+    archived = finish_letters(config, store, reporter, sweep_archived=True)
     if released or finished or removed or archived:
         reporter.note(
             f"recovered: {len(released)} interrupted job(s) requeued, "
