@@ -16,6 +16,7 @@ The rules that keep dictations from being lost or duplicated:
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import shutil
 import stat
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,8 +153,28 @@ def safe_name(name: str) -> str:
     return cleaned[-120:]
 
 
+@contextmanager
+def intake_lock(config: Config) -> Iterator[None]:
+    """One intake at a time per workspace: two watchers and a batch may all see the same
+    file; whoever comes second finds it gone (or already recorded) and skips it."""
+    lock = config.paths.work / ".intake.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
     """Accept, deduplicate or quarantine one stable inbox entry. Never raises for bad input."""
+    with intake_lock(config):
+        if not _present(path):
+            return IntakeResult(None, "skipped")  # another worker took it
+        return _take_in(path, config, store)
+
+
+def _take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
     client = _client_of(config, path)
     try:
         sidecar, content_hash, size = _inspect(path, client, config)
