@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,17 @@ def set_limits(home: Path, **values: float) -> Config:
         assert count == 1, key
     path.write_text(text, encoding="utf-8")
     return load_config(home)
+
+
+def cli_workspace(home: Path, clips: list[Path]) -> list[str]:
+    """A demo workspace made by the real CLI, each clip dropped as ``d<N>.wav``; returns
+    the command prefix (``python cli.py --home HOME``) for subprocess tests."""
+    cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
+    subprocess.run([*cli, "init", "--demo"], check=True, capture_output=True)
+    set_limits(home, stable_seconds=0.2)
+    for index, clip in enumerate(clips):
+        shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
+    return cli
 
 
 @pytest.fixture

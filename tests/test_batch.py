@@ -9,14 +9,13 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT, PROJECT, set_limits
+from tests.conftest import CLIENT, cli_workspace
 from transcribe.batch import BatchOptions, plan_groups, run_batch
 from transcribe.batching import BatchSettings, transcribe_batched
 from transcribe.config import Config
@@ -145,11 +144,8 @@ def test_an_interrupted_batch_resumes_and_transcribes_each_job_once(
     tmp_path: Path, clips: list[Path], stop: signal.Signals
 ) -> None:
     home = tmp_path / "h"
-    cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
-    subprocess.run([*cli, "init", "--demo"], check=True, capture_output=True)
-    set_limits(home, stable_seconds=0.2)
-    for index, clip in enumerate(clips):
-        shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
+    cli = cli_workspace(home, clips)
+    for index in range(len(clips)):
         (home / "inbox" / CLIENT / f"d{index}.wav.json").write_text(
             json.dumps({"author": f"author {index}"})
         )  # one group per job

@@ -6,12 +6,11 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT, PROJECT, set_limits
+from tests.conftest import cli_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -20,11 +19,7 @@ def test_two_watchers_and_a_batch_never_step_on_each_other(
     tmp_path: Path, clips: list[Path]
 ) -> None:
     home = tmp_path / "ws"
-    cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
-    subprocess.run([*cli, "init", "--demo"], check=True, capture_output=True)
-    set_limits(home, stable_seconds=0.2)
-    for index, clip in enumerate(clips):
-        shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
+    cli = cli_workspace(home, clips)
     shutil.copyfile(clips[0], home / "inbox" / "cabinet-martin" / "copy.wav")
     workers = [
         subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
