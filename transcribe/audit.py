@@ -24,15 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auditchain import CHAINED_COLUMNS, GENESIS, entry_hash
-from .errors import TranscribeError
+from .errors import AuditError
 from .fsutil import atomic_write_text
 from .store import JobStore
-
-
-class AuditError(TranscribeError):
-    """The audit log's hash chain is broken: an entry was edited, deleted or moved."""
-
-    exit_code = 12
 
 
 def operator_id() -> str:

@@ -79,3 +79,15 @@ class StoreError(TranscribeError):
     """The job store is locked, corrupt, or from a newer version of the program."""
 
     exit_code = 10
+
+
+class ArchiveError(TranscribeError):
+    """An archived item is missing, truncated, altered, or not openable with our key."""
+
+    exit_code = 11
+
+
+class AuditError(TranscribeError):
+    """The audit log's hash chain is broken: an entry was edited, deleted or moved."""
+
+    exit_code = 12

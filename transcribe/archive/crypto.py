@@ -20,15 +20,9 @@ from typing import BinaryIO
 
 import pyrage
 
-from ..errors import TranscribeError
+from ..errors import ArchiveError
 from ..fsutil import TMP_PREFIX, fsync_dir, sha256_file
 from ..keys import Identity, Recipient
-
-
-class ArchiveError(TranscribeError):
-    """An archived item is missing, truncated, altered, or not openable with our key."""
-
-    exit_code = 11
 
 
 @dataclass(frozen=True)
