@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
@@ -28,22 +30,48 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``target`` so that a crash leaves the old file or the new one."""
+class Staged:
+    """A temporary file beside its target, written through ``file``.
+
+    ``close()`` flushes, fsyncs and closes it, so the content can be checked by
+    reading ``path`` before :func:`atomic_output` puts it in place.
+    """
+
+    def __init__(self, path: Path, file: BinaryIO) -> None:
+        self.path = path
+        self.file = file
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+
+@contextmanager
+def atomic_output(target: Path, *, mode: int = 0o600, suffix: str = "") -> Iterator[Staged]:
+    """Write ``target`` through a temporary file in its folder: on success it is
+    fsynced and renamed over ``target`` (and the folder fsynced); on any error, or an
+    exception raised by the caller's checks, the temporary file is removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
-    tmp = Path(tmp_name)
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=target.parent)
+    staged = Staged(Path(tmp_name), os.fdopen(fd, "wb"))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        yield staged
+        staged.close()
+        os.chmod(staged.path, mode)
+        os.replace(staged.path, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.file.close()
+        staged.path.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``target`` so that a crash leaves the old file or the new one."""
+    with atomic_output(target, mode=mode) as staged:
+        staged.file.write(data)
 
 
 def atomic_write_text(target: Path, text: str, *, mode: int = 0o600) -> None:
@@ -59,20 +87,8 @@ def atomic_write_json(target: Path, payload: Any, *, mode: int = 0o600) -> None:
 
 def atomic_copy(source: Path, target: Path, *, mode: int = 0o600) -> None:
     """Copy a possibly large file without ever exposing a partial ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with atomic_output(target, mode=mode) as staged, open(source, "rb") as src:
+        shutil.copyfileobj(src, staged.file, _CHUNK)
 
 
 def sha256_file(path: Path) -> str:

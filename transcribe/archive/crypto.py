@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import BinaryIO
 import pyrage
 
 from ..errors import ArchiveError
-from ..fsutil import TMP_PREFIX, fsync_dir, sha256_file
+from ..fsutil import atomic_output, fsync_dir, sha256_file
 from ..keys import Identity, Recipient
 
 
@@ -144,26 +143,16 @@ def seal(
     ``before_replace`` gets the plaintext digest and may raise to abandon the write
     (key rotation checks it against the index there).
     """
-    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".age", dir=target.parent)
-    tmp = Path(name)
-    try:
-        reader = _HashingReader(source)
-        with os.fdopen(fd, "wb") as out:
-            writer = _HashingWriter(out)
-            pyrage.encrypt_io(reader, writer, list(recipients))
-            out.flush()
-            os.fsync(out.fileno())
+    reader = _HashingReader(source)
+    with atomic_output(target, suffix=".age") as staged:
+        writer = _HashingWriter(staged.file)
+        pyrage.encrypt_io(reader, writer, list(recipients))
+        staged.close()
         plain = reader.digest()
-        if decrypt_to(tmp, identities, None) != plain:
+        if decrypt_to(staged.path, identities, None) != plain:
             raise ArchiveError(f"{target.name} did not decrypt back to what was encrypted")
         if before_replace is not None:
             before_replace(plain)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
     return Sealed(plain=plain, cipher=writer.digest())
 
 

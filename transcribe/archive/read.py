@@ -8,8 +8,6 @@ audited too, without the name searched for.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +20,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from ..config import Config
 from ..documents import verify_signed_pdf
 from ..errors import ConfigError, JobNotFound
-from ..fsutil import TMP_PREFIX, fsync_dir
+from ..fsutil import atomic_output
 from ..keys import ArchiveKeys, Identity
 from ..store import JobStore
 from .crypto import ArchiveError, cipher_problem, decrypt_to
@@ -167,24 +165,12 @@ def get_item(
 def _decrypt_file(
     config: Config, path: Path, identities: list[Identity], item: IndexedItem, out: Path
 ) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=out.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            digest = decrypt_to(path, identities, sink)
-            sink.flush()
-            os.fsync(sink.fileno())
+    with atomic_output(out) as staged:
+        digest = decrypt_to(path, identities, staged.file)
         if digest != item.plain:
             raise ArchiveError(
                 f"archive file {_shown(config, path)} decrypts, but not to the archived content"
             )
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
 
 
 @dataclass(frozen=True)
