@@ -2,13 +2,17 @@
 
 Decoding a hostile or broken file can eat memory and time, so everything that can be
 checked from the file's size and container header is checked first, and a file that
-fails is rejected with a one-line reason (the caller quarantines the job).
+fails is rejected with a one-line reason (the caller quarantines the job). A header
+can lie, so the decoding itself happens later in a capped child process
+(:mod:`transcribe.decode`) that checks the container again and counts what it decodes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Limits
 from .errors import AudioError
@@ -30,6 +34,8 @@ AUDIO_EXTENSIONS = frozenset(
         ".wma",
     }
 )
+# More tracks than any dictation device records: a header claiming more is hostile.
+MAX_CHANNELS = 32
 # Formats FFmpeg may pull extra files or URLs through: never accepted as audio.
 REFUSED_FORMATS = frozenset({"hls", "concat", "applehttp", "image2", "tty", "lavfi"})
 # Only these demuxers may even look at a dropped file, and only the file protocol:
@@ -85,17 +91,13 @@ def probe(path: Path, limits: Limits) -> AudioInfo:
     check_size(path.stat().st_size, limits)
     try:
         with av.open(str(path), metadata_errors="ignore", options=SAFE_OPEN_OPTIONS) as container:
-            fmt = container.format.name
-            if set(fmt.split(",")) & REFUSED_FORMATS:
-                raise AudioError(
-                    f"container format {fmt!r} is refused (it can reference other files)"
-                )
-            if not container.streams.audio:
-                raise AudioError("no audio stream in the file")
+            check_container(container)
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # e.g. a WAV header with 0 bits per sample
+                raise AudioError("no decoder for this audio stream")
             duration = _stream_duration(container, stream)
             info = AudioInfo(
-                format_name=fmt,
+                format_name=container.format.name,
                 codec=stream.codec_context.name,
                 duration_s=duration,
                 sample_rate=int(stream.codec_context.sample_rate or 0),
@@ -104,14 +106,28 @@ def probe(path: Path, limits: Limits) -> AudioInfo:
     except AudioError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise AudioError(f"cannot read audio: {_one_line(exc)}") from None
+        raise AudioError(f"cannot read audio: {one_line(exc)}") from None
     _check_info(info, limits)
     return info
+
+
+def check_container(container: Any) -> None:
+    """Refuse formats that can pull in other files, and files without audio; the
+    decoding child checks again, since the parent's probe is not the last word."""
+    fmt = container.format.name
+    if set(fmt.split(",")) & REFUSED_FORMATS:
+        raise AudioError(f"container format {fmt!r} is refused (it can reference other files)")
+    if not container.streams.audio:
+        raise AudioError("no audio stream in the file")
 
 
 def _check_info(info: AudioInfo, limits: Limits) -> None:
     if not 1000 <= info.sample_rate <= 384_000:
         raise AudioError(f"implausible sample rate {info.sample_rate} Hz")
+    if not 1 <= info.channels <= MAX_CHANNELS:  # a header may say 0 or 65535
+        raise AudioError(f"implausible channel count {info.channels}")
+    if not math.isfinite(info.duration_s) or info.duration_s < 0:
+        raise AudioError(f"implausible duration {info.duration_s} s")
     if info.duration_s > limits.max_duration_min * 60:
         raise AudioError(
             f"audio lasts {info.duration_s / 60:.0f} min, over the "
@@ -119,7 +135,7 @@ def _check_info(info: AudioInfo, limits: Limits) -> None:
         )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """FFmpeg messages without the file path (which may carry a patient's name)."""
     text = " ".join(str(getattr(exc, "strerror", None) or exc).split())
     return text[:200] or type(exc).__name__

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .audio import SAFE_OPEN_OPTIONS
+from .config import Limits
+from .decode import decode_stream
 from .engine import DecodeOptions, WhisperEngine, segment_record
 from .errors import AudioError
 
@@ -85,30 +86,10 @@ class FileResult:
     error: AudioError | None = None
 
 
-def decode_pieces(path: Path, piece_s: float) -> Iterator[np.ndarray]:
-    """Mono 16 kHz float32 audio, ``piece_s`` seconds at a time."""
-    import av
-
-    size = int(piece_s * SAMPLE_RATE)
-    buffer: list[np.ndarray] = []
-    held = 0
-    try:
-        with av.open(str(path), metadata_errors="ignore", options=SAFE_OPEN_OPTIONS) as container:
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
-                    buffer.append(out.to_ndarray().reshape(-1))
-                    held += buffer[-1].size
-                while held >= size:
-                    joined = np.concatenate(buffer)
-                    yield joined[:size]
-                    buffer, held = [joined[size:]], joined.size - size
-            for out in resampler.resample(None):
-                buffer.append(out.to_ndarray().reshape(-1))
-    except av.FFmpegError as exc:
-        raise AudioError(f"cannot decode audio: {' '.join(str(exc.strerror).split())}") from None
-    if buffer:
-        yield np.concatenate(buffer)
+def decode_pieces(path: Path, piece_s: float, limits: Limits) -> Iterator[np.ndarray]:
+    """Mono 16 kHz float32 audio, ``piece_s`` seconds at a time, decoded by the capped
+    child process (the samples plain faster-whisper would decode)."""
+    return decode_stream(path, limits, piece_s)
 
 
 def _vad_options(options: DecodeOptions) -> Any:
@@ -141,7 +122,12 @@ def _chunk(item: int, audio: np.ndarray, base: int, speech: list[dict[str, int]]
 
 
 def file_chunks(
-    item: int, path: Path, options: DecodeOptions, settings: BatchSettings, result: FileResult
+    item: int,
+    path: Path,
+    options: DecodeOptions,
+    settings: BatchSettings,
+    result: FileResult,
+    limits: Limits,
 ) -> Iterator[Chunk]:
     """Speech chunks of one file, piece by piece, carrying a cut segment forward."""
     from faster_whisper.vad import get_speech_timestamps
@@ -149,7 +135,7 @@ def file_chunks(
     vad = _vad_options(options)
     carry = np.zeros(0, dtype=np.float32)
     base = 0  # file position of carry[0]
-    pieces = decode_pieces(path, settings.piece_s)
+    pieces = decode_pieces(path, settings.piece_s, limits)
     piece = next(pieces, None)
     while piece is not None:
         following = next(pieces, None)
@@ -221,17 +207,23 @@ def _place(segment: Any, chunk: Chunk, clip_start: float, result: FileResult) ->
 
 
 def transcribe_batched(
-    engine: WhisperEngine, paths: Sequence[Path], options: DecodeOptions, settings: BatchSettings
+    engine: WhisperEngine,
+    paths: Sequence[Path],
+    options: DecodeOptions,
+    settings: BatchSettings,
+    limits: Limits | None = None,
 ) -> list[dict[str, Any] | AudioError]:
     """Transcribe files together: per file, a result shaped like ``engine.transcribe``,
-    or the :class:`AudioError` that file raised (the others are unaffected)."""
+    or the :class:`AudioError` that file raised (the others are unaffected). Each file
+    is decoded by a child process under ``limits`` (the defaults if None)."""
     if options.language is None and len(paths) > 1:
         raise ValueError("files batched together must share a known language")
+    limits = limits or Limits()
     results = [FileResult() for _ in paths]
     wave: list[Chunk] = []
     for item, path in enumerate(paths):
         try:
-            for chunk in file_chunks(item, path, options, settings, results[item]):
+            for chunk in file_chunks(item, path, options, settings, results[item], limits):
                 wave.append(chunk)
                 if sum(c.audio.size for c in wave) >= settings.wave_s * SAMPLE_RATE:
                     _transcribe_wave(engine, wave, options, settings, results)

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TranscriptionConfig
-from .errors import AudioError, ModelError
+from .config import Limits, TranscriptionConfig
+from .decode import decode_file
+from .errors import ModelError
 from .models import ResolvedModel, resolve_model
 
 
@@ -119,18 +120,20 @@ class WhisperEngine:
             "load_s": round(self.load_seconds, 3),
         }
 
-    def transcribe(self, audio: Path, options: DecodeOptions) -> dict[str, Any]:
-        """Run Whisper and return plain data (segments, words, language, timings)."""
-        import av
+    def transcribe(
+        self, audio: Path, options: DecodeOptions, limits: Limits | None = None
+    ) -> dict[str, Any]:
+        """Run Whisper and return plain data (segments, words, language, timings).
 
+        The file is decoded in a capped child process (:mod:`transcribe.decode`), never by
+        faster-whisper in this process; ``limits`` are the workspace's (defaults if None).
+        A file the child refuses raises :class:`AudioError`.
+        """
         model = self.model
         started = time.perf_counter()
-        try:
-            segments, info = model.transcribe(str(audio), **asdict(options))
-            segments = [segment_record(s) for s in segments]
-        except av.FFmpegError as exc:
-            reason = " ".join(str(exc.strerror or exc).split())[:200]
-            raise AudioError(f"cannot decode audio: {reason}") from None
+        samples = decode_file(audio, limits or Limits())
+        segments, info = model.transcribe(samples, **asdict(options))
+        segments = [segment_record(s) for s in segments]
         elapsed = time.perf_counter() - started
         return {
             "language": info.language,

@@ -50,6 +50,9 @@ stable_seconds = 2.0       # a dropped file is taken once unchanged this long
 scan_interval_s = 30       # full inbox rescan, in case a file event was missed
 claim_timeout_s = 14400
 max_sidecar_kb = 64
+decode_memory_mb = 1024    # audio is decoded in a child process with these caps:
+decode_cpu_s = 600         # memory (address space), CPU seconds, and the time the
+decode_timeout_s = 1800    # service waits for it; a file that breaks one is quarantined
 
 [signing]
 # PKCS#12 certificate that signs every letter (PAdES). Its passphrase comes from
