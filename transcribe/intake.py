@@ -4,10 +4,16 @@ The rules that keep dictations from being lost or duplicated:
 
 * a file is taken only once its size and mtime have been stable for a while
   (:class:`StabilityTracker`), so a slow upload is never cut short;
+* the entry is opened once (no link followed, no FIFO waited on) and read twice: a
+  hash, then a copy for the job hashed as it is written. The two must agree, or a
+  sender is still writing and the file is quarantined. The job gets its own copy,
+  never the inbox inode, which a sender holding it open could change after the check;
 * the job row is committed *before* the file leaves the inbox, with ``inbox_path``
-  set; the file is then moved (rename, or copy+fsync+unlink across filesystems);
-  ``inbox_path`` is cleared last. A crash anywhere in between is finished by
+  set; the copy is then renamed into the job folder, the inbox file removed, and
+  ``inbox_path`` cleared last. A crash anywhere in between is finished by
   :func:`finish_pending_intake` at the next start, so nothing is lost or doubled;
+* names are hostile too: one that is not UTF-8, holds control characters or fills
+  255 bytes is stored and shown escaped (:func:`~transcribe.sidecar.display_name`);
 * content is deduplicated by SHA-256: a second copy becomes a ``duplicate`` job;
 * anything that cannot be accepted is quarantined with a one-line reason, and the
   caller moves on to the next file.
@@ -17,22 +23,34 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from . import audio
 from .config import Config
 from .errors import InputRejected
-from .fsutil import TMP_PREFIX, atomic_copy, atomic_write_json, fsync_dir, sha256_file
-from .sidecar import Sidecar, find_sidecar, read_sidecar
+from .fsutil import (
+    TMP_PREFIX,
+    atomic_copy,
+    atomic_output,
+    atomic_write_json,
+    fsync_dir,
+    sha256_file,
+    temp_prefix,
+    temp_writer_gone,
+)
+from .sidecar import Sidecar, display_name, find_sidecar, read_sidecar
 from .store import Job, JobState, JobStore, claim_is_stale, new_job_id, worker_id
 
 log = logging.getLogger(__name__)
@@ -131,6 +149,10 @@ def is_ready(path: Path, tracker: StabilityTracker, now: float | None = None) ->
 
 # ----------------------------------------------------------------- taking a file in
 
+CHANGED = "file changed while it was being taken in; drop it again once it is complete"
+_HEX_PATH = "hex:"  # prefix of a stored inbox path whose name is not valid UTF-8
+_CHUNK = 1 << 20
+
 
 @dataclass(frozen=True)
 class IntakeResult:
@@ -138,8 +160,32 @@ class IntakeResult:
     outcome: str  # accepted | duplicate | quarantined | skipped
 
 
+@dataclass(frozen=True)
+class OpenedEntry:
+    """An inbox entry opened once: every later read goes through this descriptor, so the
+    name can no longer be swapped for a link or a FIFO under us."""
+
+    fd: int
+    stat: os.stat_result
+
+
 def _relative(config: Config, path: Path) -> str:
-    return os.path.relpath(path, config.paths.home)
+    """A path as the job store keeps it: relative to the workspace. SQLite text must be
+    UTF-8, yet recovery must find the very same inbox file, so a name in another
+    encoding is kept as the hex of its bytes."""
+    relative = os.path.relpath(path, config.paths.home)
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return _HEX_PATH + os.fsencode(relative).hex()
+    return relative
+
+
+def _inbox_file(config: Config, stored: str) -> Path:
+    """Inverse of :func:`_relative`."""
+    if stored.startswith(_HEX_PATH):
+        return config.paths.home / os.fsdecode(bytes.fromhex(stored[len(_HEX_PATH) :]))
+    return config.paths.home / stored
 
 
 def _client_of(config: Config, path: Path) -> str:
@@ -167,31 +213,42 @@ def intake_lock(config: Config) -> Iterator[None]:
 
 
 def take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
-    """Accept, deduplicate or quarantine one stable inbox entry. Never raises for bad input."""
+    """Accept, deduplicate or quarantine one stable inbox entry. Never raises for bad input.
+
+    A fault of ours (disk full, I/O error) is not the sender's: no quarantine, the file
+    stays in the inbox, for the next scan (before the job is committed) or the next
+    recovery pass (after: see :func:`_complete`).
+    """
     with intake_lock(config):
         if not _present(path):
             return IntakeResult(None, "skipped")  # another worker took it
-        return _take_in(path, config, store)
+        try:
+            return _take_in(path, config, store)
+        except FileNotFoundError:
+            return IntakeResult(None, "skipped")  # renamed or removed by its sender meanwhile
+        except OSError as exc:
+            log.warning(
+                "%s left in the inbox for now: %s",
+                display_name(path.name),
+                " ".join(str(exc.strerror or exc).split()),
+            )
+            return IntakeResult(None, "skipped")
 
 
 def _take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
     client = _client_of(config, path)
     try:
-        sidecar, content_hash, size = _inspect(path, client, config)
+        sidecar, seen = _inspect(path, client, config)
     except InputRejected as exc:
         return _quarantine(path, client, config, store, str(exc))
-    existing = store.find_by_hash(content_hash)
-    if existing is not None:
-        return _handle_known_content(path, existing, client, config, store)
-    try:
-        info = audio.probe(path, config.limits)
-    except InputRejected as exc:
-        return _quarantine(path, client, config, store, str(exc), content_hash=content_hash)
-    return _accept(path, client, config, store, sidecar, content_hash, size, info.duration_s)
+    with _open_entry(path, seen) as opened:
+        if opened is None:  # became something else since it was looked at: look again later
+            return IntakeResult(None, "skipped")
+        return _take_opened(path, opened, client, config, store, sidecar)
 
 
-def _inspect(path: Path, client: str, config: Config) -> tuple[Sidecar, str, int]:
-    """Checks that need no decoding: file kind, folder, client, type, size, sidecar."""
+def _inspect(path: Path, client: str, config: Config) -> tuple[Sidecar, os.stat_result]:
+    """Checks that need no reading: file kind, folder, client, type, size, sidecar."""
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode):
         raise InputRejected("symbolic links are refused; drop the file itself")
@@ -200,9 +257,8 @@ def _inspect(path: Path, client: str, config: Config) -> tuple[Sidecar, str, int
     if not client:
         raise InputRejected("file is not in a client folder (inbox/<client>/)")
     if config.client(client) is None:
-        raise InputRejected(
-            f"unknown client folder {client!r}; add [clients.{client}] to the config"
-        )
+        shown = display_name(client)
+        raise InputRejected(f"unknown client folder '{shown}'; add [clients.{shown}] to the config")
     audio.check_extension(path)
     audio.check_size(st.st_size, config.limits)
     sidecar_path = find_sidecar(path)
@@ -211,7 +267,116 @@ def _inspect(path: Path, client: str, config: Config) -> tuple[Sidecar, str, int
         if sidecar_path
         else Sidecar()
     )
-    return sidecar, sha256_file(path), st.st_size
+    return sidecar, st
+
+
+@contextmanager
+def _open_entry(path: Path, seen: os.stat_result) -> Iterator[OpenedEntry | None]:
+    """Open without following a link and without blocking on a FIFO, and check it is
+    still the regular file :func:`_inspect` looked at (None when it is not)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO):
+            raise
+        yield None  # a link, or a FIFO/socket swapped in since the lstat
+        return
+    try:
+        st = os.fstat(fd)
+        same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino)
+        yield OpenedEntry(fd, st) if same else None
+    finally:
+        os.close(fd)
+
+
+def _take_opened(
+    path: Path, opened: OpenedEntry, client: str, config: Config, store: JobStore, sidecar: Sidecar
+) -> IntakeResult:
+    """Probe, hash, deduplicate, then copy into the job: two reads that must agree.
+
+    The header probe comes first, so a file refused by a cap (ten hours of silence
+    is 576 MB) is never read whole.
+    """
+    try:
+        info = audio.probe(path, config.limits)
+    except InputRejected as exc:
+        return _quarantine(path, client, config, store, str(exc))
+    content_hash = _digest(opened)
+    if content_hash is None or _changed(opened):
+        return _still_changing(path)
+    existing = store.find_by_hash(content_hash)
+    if existing is not None:
+        return _handle_known_content(path, opened, existing, client, config, store)
+    staged = _stage_copy(opened, config, path.suffix.lower())
+    try:
+        if staged.sha256 != content_hash or _changed(opened):
+            return _still_changing(path)
+        return _accept(path, opened, client, config, store, sidecar, staged, info.duration_s)
+    finally:
+        staged.path.unlink(missing_ok=True)  # already renamed into the job when accepted
+
+
+def _still_changing(path: Path) -> IntakeResult:
+    """A sender is still writing (a slow upload that paused past the stability delay):
+    nothing is taken, the file stays in the inbox and is looked at again once stable."""
+    log.info("%s is still being written; taken once it stops changing", display_name(path.name))
+    return IntakeResult(None, "skipped")
+
+
+def _digest(opened: OpenedEntry, sink: BinaryIO | None = None) -> str | None:
+    """SHA-256 of the file's bytes (copied to ``sink`` on the way), or None when the
+    file is no longer exactly the size it was opened at: a sender is still at it."""
+    size = opened.stat.st_size
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(opened.fd, min(_CHUNK, size + 1 - offset), offset):
+        offset += len(chunk)
+        if offset > size:
+            return None
+        digest.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return digest.hexdigest() if offset == size else None
+
+
+@dataclass(frozen=True)
+class StagedCopy:
+    """The job's private copy of the audio, not yet in the job folder."""
+
+    path: Path
+    sha256: str | None
+
+
+def _stage_copy(opened: OpenedEntry, config: Config, suffix: str) -> StagedCopy:
+    """Copy the audio for the job, hashing what is written (second read).
+
+    A rename would hand the job the very inode a sender may still hold open and write
+    to after the checks; a copy is the job's alone, so the stored audio always matches
+    the hash the job records.
+    """
+    folder = config.paths.work / "jobs"
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(), suffix=suffix, dir=folder)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _digest(opened, out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StagedCopy(path, digest)
+
+
+def _changed(opened: OpenedEntry) -> bool:
+    """Written to since it was opened (ctime moves even when a writer resets mtime)."""
+    now, then = os.fstat(opened.fd), opened.stat
+    return (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+        then.st_size,
+        then.st_mtime_ns,
+        then.st_ctime_ns,
+    )
 
 
 def _job_dir(config: Config, job_id: str) -> Path:
@@ -220,12 +385,12 @@ def _job_dir(config: Config, job_id: str) -> Path:
 
 def _accept(
     path: Path,
+    opened: OpenedEntry,
     client: str,
     config: Config,
     store: JobStore,
     sidecar: Sidecar,
-    content_hash: str,
-    size: int,
+    staged: StagedCopy,
     duration_s: float,
 ) -> IntakeResult:
     client_cfg = config.client(client)
@@ -235,11 +400,11 @@ def _accept(
     job = store.insert_job(
         id=job_id,
         client=client,
-        source_name=path.name,
-        content_hash=content_hash,
+        source_name=display_name(path.name),
+        content_hash=staged.sha256,
         inbox_path=_relative(config, path),
         audio_path=_relative(config, target),
-        size_bytes=size,
+        size_bytes=opened.stat.st_size,
         duration_s=round(duration_s, 3),
         language=sidecar.language or client_cfg.language,
         priority=sidecar.priority,
@@ -248,17 +413,12 @@ def _accept(
         claimed_by=worker_id(),
         claimed_at=time.time(),
     )
-    job = complete_intake(config, store, job, sidecar)
-    if sha256_file(target) != content_hash:
-        reason = "file changed while it was being taken in"
-        return IntakeResult(
-            store.transition(job_id, JobState.QUARANTINED, reason=reason), "quarantined"
-        )
+    job = _complete(config, store, job, sidecar, staged=staged.path, taken=opened.stat)
     return IntakeResult(job, "accepted")
 
 
 def _handle_known_content(
-    path: Path, existing: Job, client: str, config: Config, store: JobStore
+    path: Path, opened: OpenedEntry, existing: Job, client: str, config: Config, store: JobStore
 ) -> IntakeResult:
     """Same bytes as a job we hold: an unfinished intake of ours, or a real duplicate."""
     if existing.inbox_path == _relative(config, path):
@@ -267,16 +427,17 @@ def _handle_known_content(
         id=new_job_id(),
         client=client,
         state=JobState.DUPLICATE,
-        source_name=path.name,
+        source_name=display_name(path.name),
         content_hash=existing.content_hash,
         duplicate_of=existing.id,
         inbox_path=_relative(config, path),
-        size_bytes=path.stat().st_size,
+        size_bytes=opened.stat.st_size,
         reason=f"same content as job {existing.id}",
         claimed_by=worker_id(),
         claimed_at=time.time(),
     )
-    return IntakeResult(complete_intake(config, store, job), "duplicate")
+    job = _complete(config, store, job, taken=opened.stat)
+    return IntakeResult(job, "duplicate")
 
 
 def _quarantine(
@@ -285,47 +446,72 @@ def _quarantine(
     config: Config,
     store: JobStore,
     reason: str,
-    *,
-    content_hash: str | None = None,
 ) -> IntakeResult:
     """Record the rejection, then move the entry (and its sidecar) out of the inbox."""
     job_id = new_job_id()
     target = config.paths.quarantine / job_id / safe_name(path.name)
-    log.warning("quarantined %s: %s", path.name, reason)
+    log.warning("quarantined %s: %s", display_name(path.name), reason)
     job = store.insert_job(
         id=job_id,
-        client=client or "-",
+        client=display_name(client) or "-",
         state=JobState.QUARANTINED,
-        source_name=path.name,
-        content_hash=content_hash,
+        source_name=display_name(path.name),
         inbox_path=_relative(config, path),
         audio_path=_relative(config, target),
         reason=reason,
         claimed_by=worker_id(),
         claimed_at=time.time(),
     )
-    return IntakeResult(complete_intake(config, store, job), "quarantined")
+    return IntakeResult(_complete(config, store, job), "quarantined")
+
+
+def _complete(
+    config: Config,
+    store: JobStore,
+    job: Job,
+    sidecar: Sidecar | None = None,
+    *,
+    staged: Path | None = None,
+    taken: os.stat_result | None = None,
+) -> Job:
+    """:func:`complete_intake` right after the commit. On a fault of ours (disk full,
+    I/O error) the claim is let go, so the next recovery pass (periodic in the watcher)
+    finishes the job from the inbox file, which is still there; this pass moves on."""
+    try:
+        return complete_intake(config, store, job, sidecar, staged=staged, taken=taken)
+    except OSError:
+        store.update(job.id, claimed_by=None, claimed_at=None)
+        raise
 
 
 def complete_intake(
-    config: Config, store: JobStore, job: Job, sidecar: Sidecar | None = None
+    config: Config,
+    store: JobStore,
+    job: Job,
+    sidecar: Sidecar | None = None,
+    *,
+    staged: Path | None = None,
+    taken: os.stat_result | None = None,
 ) -> Job:
     """Second half of intake, after the job is committed; safe to repeat after a crash.
 
-    Moves the inbox entry to where the job says (work folder, quarantine) or drops it
-    (duplicates), deals with the sidecar, and only then clears ``inbox_path``.
+    Puts the audio where the job says (work folder, quarantine), drops the inbox entry,
+    deals with the sidecar, and only then clears ``inbox_path``. ``staged`` is the
+    job's copy made before the commit; ``taken`` the inbox file it was made from, so
+    a file dropped again under the same name meanwhile is left for the next scan.
     """
     assert job.inbox_path is not None
-    source = config.paths.home / job.inbox_path
+    source = _inbox_file(config, job.inbox_path)
     target = config.paths.home / job.audio_path if job.audio_path else None
     sidecar_path = find_sidecar(source) if job.client != "-" else None
     if target is not None:
         target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         if job.state == JobState.RECEIVED:
             _write_job_sidecar(config, target.parent, sidecar, sidecar_path)
-    if target is not None and not target.exists() and _present(source):
-        _move_into(source, target)
-    elif _present(source):
+            job = _install_audio(store, job, source, target, staged)
+        elif not target.exists() and _present(source):
+            _move_into(source, target)
+    if _present(source) and _is_the_same_file(source, job, taken):
         _discard(source)
     if sidecar_path is not None and sidecar_path.exists():
         if job.state == JobState.QUARANTINED and target is not None:
@@ -334,6 +520,46 @@ def complete_intake(
             _discard(sidecar_path)
     store.update(job.id, inbox_path=None, claimed_by=None, claimed_at=None)
     return store.get(job.id)
+
+
+def _install_audio(
+    store: JobStore, job: Job, source: Path, target: Path, staged: Path | None
+) -> Job:
+    """The job's audio into its folder: the staged copy, or after a crash between the
+    commit and this step, a fresh copy from the inbox that must still match the hash."""
+    if target.exists():
+        return job
+    if staged is not None:
+        os.rename(staged, target)
+        fsync_dir(target.parent)
+        fsync_dir(staged.parent)
+        return job
+    if not _present(source):
+        return job
+    with _open_entry(source, source.lstat()) as opened:
+        if opened is None:
+            return job
+        with atomic_output(target) as out:
+            copied = _digest(opened, out.file)
+    if copied == job.content_hash:
+        return job
+    actual = sha256_file(target)  # what the job now holds, so the two always agree
+    return store.transition(job.id, JobState.QUARANTINED, reason=CHANGED, content_hash=actual)
+
+
+def _is_the_same_file(source: Path, job: Job, taken: os.stat_result | None) -> bool:
+    """May the inbox entry go? Only the file this intake read: same inode when we hold
+    its stat, same bytes when recovering. Anything else is new input, kept."""
+    if taken is not None:
+        try:
+            now = source.lstat()
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (taken.st_dev, taken.st_ino)
+    if job.content_hash is None:
+        return False  # a quarantined entry was moved already: this one is new
+    with _open_entry(source, source.lstat()) as opened:
+        return opened is not None and _digest(opened) == job.content_hash
 
 
 def _write_job_sidecar(
@@ -395,16 +621,35 @@ def finish_pending_intake(config: Config, store: JobStore, *, timeout_s: float) 
 
 
 def sweep_temp_files(config: Config, *, older_than_s: float = 600.0) -> list[Path]:
-    """Remove temporary files a crashed write left behind (old enough to be nobody's)."""
-    removed: list[Path] = []
+    """Remove temporary files and folders a killed process left behind.
+
+    A name made by :func:`~transcribe.fsutil.temp_prefix` says its writer: it goes as
+    soon as that process is gone, and never while it lives (a warm LibreOffice's
+    scratch folder lives as long as a batch). Any other temporary name goes once it is
+    old enough to be nobody's. The inbox is left alone: it belongs to the senders.
+    """
+    removed: set[Path] = set()
     cutoff = time.time() - older_than_s
-    for root in (config.paths.work, config.paths.quarantine, config.paths.archive):
-        for tmp in root.rglob(f"{TMP_PREFIX}*"):
-            try:
-                if tmp.lstat().st_mtime > cutoff:
-                    continue
-                shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
-            except FileNotFoundError:
+    for tmp in _temp_entries(config):
+        if removed.intersection(tmp.parents):
+            continue  # inside a folder removed just before
+        try:
+            gone = temp_writer_gone(tmp.name)
+            if not gone and (gone is not None or tmp.lstat().st_mtime > cutoff):
                 continue
-            removed.append(tmp)
-    return removed
+            shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.add(tmp)
+    return sorted(removed)
+
+
+def _temp_entries(config: Config) -> list[Path]:
+    """Every temporary name where the pipeline writes: the work, quarantine, archive
+    and reports folders, and the workspace's top level (learning store, settings)."""
+    home = config.paths.home
+    found = set(home.glob(f"{TMP_PREFIX}*"))
+    for root in (config.paths.work, config.paths.quarantine, config.paths.archive):
+        found.update(root.rglob(f"{TMP_PREFIX}*"))
+    found.update((home / "reports").rglob(f"{TMP_PREFIX}*"))
+    return sorted(found)
