@@ -9,9 +9,11 @@ failure leaves the job ``failed`` with the reason, retryable, and no partial PDF
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,14 @@ from .documents import (
     templates_json,
     verify_signed_pdf,
 )
-from .errors import ConfigError, ExternalToolError, RenderError, StateError
+from .errors import (
+    ConfigError,
+    ExternalToolError,
+    RenderError,
+    StateError,
+    StoreError,
+    WorkspaceError,
+)
 from .pipeline import job_dir
 from .store import Job, JobState, JobStore
 
@@ -37,6 +46,10 @@ log = logging.getLogger(__name__)
 APPROVED_NAME = "approved.json"
 LETTER_NAME = "letter.pdf"
 LANGUAGE_TAGS = {"fr": "fr-FR", "en": "en-GB"}
+LETTERS_LOCK = ".letters.lock"
+#: What fails a letter (retryable): the document, LibreOffice, the certificate or its
+#: passphrase, or the disk (full, read-only) under the job's work folder.
+RENDER_FAULTS = (RenderError, ExternalToolError, ConfigError, WorkspaceError)
 
 
 def client_template(config: Config, client: ClientConfig) -> Path | None:
@@ -124,22 +137,63 @@ def render_job(
     try:
         if not _already_rendered(out):
             _render(config, job, out, converter, prompt)
-    except (RenderError, ExternalToolError, ConfigError) as exc:
+    except RENDER_FAULTS as exc:
+        if isinstance(exc, WorkspaceError):  # the disk: say how to resume this job
+            exc.hint = f"free space or fix access there, then `transcribe retry {job_id}`"
         log.warning("rendering job %s failed: %s", job_id, exc)
-        return store.transition(job_id, JobState.FAILED, reason=f"rendering: {exc}")
+        return store.transition(job_id, JobState.FAILED, reason=f"rendering: {one_line(exc)}")
     return store.transition(job_id, JobState.RENDERED, expect=JobState.APPROVED)
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """A job's reason is one line: tool output (LibreOffice's) may hold several."""
+    return " ".join(str(exc).split())[:limit]
 
 
 def finish_approved(
     config: Config, store: JobStore, job_id: str, *, converter: Converter | None = None
 ) -> Job:
-    """approved -> rendered -> archived: the letter stage, then the archive stage."""
-    from .archive import archive_job
+    """approved -> rendered -> archived: the letter stage, then the archive stage.
 
-    job = render_job(config, store, job_id, converter=converter)
-    if job.state == JobState.RENDERED:
-        job = archive_job(config, store, job_id)
+    One letter at a time per workspace: ``approve`` and a running watcher both pick a
+    freshly approved job up, and two renders of one job would race in its work folder
+    (one archiving and removing it under the other's LibreOffice). Whoever comes
+    second re-reads the state under the lock and finds the letter done.
+    """
+    from .archive import archive_or_fail
+
+    with letters_lock(config):
+        job = store.get(job_id)
+        if job.state == JobState.ARCHIVED:
+            return job
+        job = render_job(config, store, job_id, converter=converter)
+        if job.state == JobState.RENDERED:
+            job = archive_or_fail(config, store, job_id)
     return job
+
+
+@contextlib.contextmanager
+def letters_lock(config: Config, *, timeout_s: float = 600.0) -> Iterator[None]:
+    """``flock`` on ``work/.letters.lock``, waited for as long as one letter may take;
+    it disappears with a killed process."""
+    config.paths.work.mkdir(parents=True, exist_ok=True)
+    fd = os.open(config.paths.work / LETTERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        "another process has been rendering a letter for too long",
+                        hint="the watcher finishes approved letters; see `transcribe status`",
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
 
 
 def finish_all_approved(config: Config, store: JobStore) -> list[Job]:
@@ -147,15 +201,35 @@ def finish_all_approved(config: Config, store: JobStore) -> list[Job]:
     approved = store.jobs(JobState.APPROVED)
     if not approved:
         return []
-    from .documents import warm_converter
-
-    with warm_converter() if len(approved) > 2 else _no_converter() as converter:
+    with _converter_for(config, len(approved)) as converter:
         return [finish_approved(config, store, job.id, converter=converter) for job in approved]
 
 
 @contextlib.contextmanager
-def _no_converter() -> Iterator[None]:
-    yield None
+def _converter_for(config: Config, count: int) -> Iterator[Converter | None]:
+    """A warm LibreOffice for a batch; when it cannot start (LibreOffice missing or
+    broken), one-shot conversions instead, so each job fails with its own reason
+    rather than the whole batch being skipped turn after turn."""
+    if count <= 2:
+        yield None
+        return
+    from .documents import warm_converter
+
+    converter = warm_converter(RenderOptions(work_dir=config.paths.work))  # not /tmp
+    try:
+        converter.start()
+    except ExternalToolError as exc:
+        converter.close()
+        log.warning("warm LibreOffice unavailable (%s); converting one by one", exc)
+        yield None
+        return
+    except BaseException:  # Ctrl-C or SIGTERM while it boots: no server left running
+        converter.close()
+        raise
+    try:
+        yield converter
+    finally:
+        converter.close()
 
 
 def _render(config: Config, job: Job, out: Path, converter: Converter | None, prompt: Any) -> None:

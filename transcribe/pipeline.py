@@ -24,7 +24,7 @@ from .config import ClientConfig, Config
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
 from .errors import AudioError, ModelError, StateError
-from .fsutil import atomic_write_json, fsync_dir
+from .fsutil import atomic_write_json, fsync_dir, remove_files, write_failure
 from .intake import safe_name
 from .postprocess import (
     Biasing,
@@ -222,7 +222,8 @@ def _refuse(config: Config, store: JobStore, job: Job) -> Job | None:
 
 
 def fail_job(store: JobStore, job: Job, exc: BaseException) -> Job:
-    reason = f"transcription failed: {' '.join(str(exc).split())[:200]}"
+    """A resource fault (not bad input): ``failed`` with a one-line reason, retryable."""
+    reason = f"transcription failed: {' '.join(str(exc).split())[:400]}"
     return store.transition(
         job.id, JobState.FAILED, reason=reason, claimed_by=None, claimed_at=None
     )
@@ -235,18 +236,24 @@ def save_results(
     audio = config.paths.home / (job.audio_path or "")
     transcript.update(job_id=job.id, client=job.client)
     transcript["audio"].update(file=audio.name, sha256=job.content_hash)
-    atomic_write_json(transcript_path(config, job), transcript)
-    save_draft(
-        draft_path(config, job),
-        new_draft(
-            job.id,
-            transcript["language"],
-            draft.text,
-            draft.words,
-            sidecar_fields(config, job),
-            draft.record,
-        ),
-    )
+    paths = (transcript_path(config, job), draft_path(config, job))
+    try:
+        atomic_write_json(paths[0], transcript)
+        save_draft(
+            paths[1],
+            new_draft(
+                job.id,
+                transcript["language"],
+                draft.text,
+                draft.words,
+                sidecar_fields(config, job),
+                draft.record,
+            ),
+        )
+    except OSError as exc:  # disk full, quota, read-only: a resource fault, retryable
+        remove_files(*paths)  # a transcript without its draft is no result
+        failure = write_failure(exc, "the transcript", paths[0].parent, retry=job.id)
+        return fail_job(store, job, failure)
     return store.transition(
         job.id,
         JobState.REVIEW,
@@ -273,7 +280,7 @@ def transcribe_group(
     prepared = prepare(config, engine, dictation_of(config, jobs[0]))
     paths = [config.paths.home / (job.audio_path or "") for job in jobs]
     try:
-        results = transcribe_batched(engine, paths, prepared.options, settings)
+        results = transcribe_batched(engine, paths, prepared.options, settings, config.limits)
     except ModelError:
         for job in jobs:
             store.transition(job.id, JobState.RECEIVED, reason="model unavailable")

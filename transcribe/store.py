@@ -9,8 +9,10 @@ The store keeps no patient or matter names: those live in the job's work folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import time
@@ -24,6 +26,7 @@ from typing import Any
 
 from .auditchain import chain_event, seal_unchained
 from .errors import JobNotFound, StateError, StoreError
+from .fsutil import process_alive
 
 
 class JobState(StrEnum):
@@ -215,11 +218,15 @@ class JobStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open job store {path}: {exc}") from None
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA secure_delete=ON")  # overwritten values are zeroed
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA secure_delete=ON")  # overwritten values are zeroed
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.OperationalError as exc:  # e.g. no room for the WAL index
+            self.db.close()
+            raise store_fault(path, exc, "opened") from exc
         os.chmod(path, 0o600)
 
     def close(self) -> None:
@@ -252,13 +259,20 @@ class JobStore:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise store_fault(self.path, exc, "written") from exc
             raise StoreError(f"job store is busy: {exc}", hint="try again") from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (disk full, I/O error): nothing was
+            # written either way, and the caller gets one line instead of a traceback.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise store_fault(self.path, exc, "written") from exc
             raise
-        self.db.execute("COMMIT")
 
     def _event(
         self,
@@ -479,6 +493,20 @@ class JobStore:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def store_fault(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
+    """SQLite's error in one line; on a full disk it may only say "disk I/O error",
+    so the free space is looked at too. SQLite has rolled back: nothing changed."""
+    try:
+        full = "full" in str(exc) or shutil.disk_usage(path.parent).free < 1 << 16
+    except OSError:
+        full = False
+    detail = f"{exc}" + (" (the disk is full)" if full and "full" not in str(exc) else "")
+    return StoreError(
+        f"job store {path} cannot be {doing}: {detail}",
+        hint=("free disk space there; " if full else "") + "nothing was changed",
+    )
+
+
 def claim_is_stale(claimed_by: str | None, claimed_at: float | None, timeout_s: float) -> bool:
     """A claim is stale when its process is gone (same host) or it outlived the timeout."""
     host = socket.gethostname()
@@ -491,10 +519,4 @@ def claim_is_stale(claimed_by: str | None, claimed_at: float | None, timeout_s: 
         return False
     if int(pid) == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not process_alive(int(pid))  # a zombie counts as gone: it will never finish

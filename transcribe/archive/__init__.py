@@ -4,7 +4,8 @@ Public API (the rest of the package is implementation):
 
 * :func:`archive_job` — rendered -> archived: signed PDF, audio and transcript bundle
   age-encrypted into ``archive/<client>/<yyyy>/<mm>/``, indexed, then the plaintext
-  working files removed. Idempotent; :func:`archive_pending` for recovery.
+  working files removed. Idempotent; :func:`archive_pending` for recovery;
+  :func:`archive_or_fail` for the pipeline (a fault fails the job, retryable).
 * :func:`list_archive`, :func:`get_item`, :func:`verify_archive` — read back.
 * :func:`purge` with :func:`load_retention` / :func:`parse_retention` — retention.
 * :func:`rotate_keys` — re-encrypt everything to a new archive key.
@@ -26,7 +27,7 @@ from .retention import (
     purge,
 )
 from .rotate import RotationResult, rotate_keys
-from .write import KINDS, archive_job, archive_pending, remove_plaintext
+from .write import KINDS, archive_job, archive_or_fail, archive_pending, remove_plaintext
 
 __all__ = [
     "KINDS",
@@ -39,6 +40,7 @@ __all__ = [
     "RetentionPolicy",
     "RotationResult",
     "archive_job",
+    "archive_or_fail",
     "archive_pending",
     "get_item",
     "list_archive",

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import pyrage
 
 from ..errors import ArchiveError
-from ..fsutil import atomic_output, fsync_dir, sha256_file
+from ..fsutil import atomic_output, fsync_dir, sha256_file, write_failure
 from ..keys import Identity, Recipient
 
 
@@ -57,18 +57,27 @@ class _HashingReader:
 
 
 class _HashingWriter:
-    """Receives pyrage's output, hashes it, and passes it on (or drops it)."""
+    """Receives pyrage's output, hashes it, and passes it on (or drops it).
+
+    pyrage wraps an error of the sink into its own Encrypt/DecryptError; the original
+    is kept in ``failure`` so a full disk is reported as such, not as a damaged item.
+    """
 
     def __init__(self, sink: BinaryIO | None = None) -> None:
         self.sink = sink
         self.hash = hashlib.sha256()
         self.size = 0
+        self.failure: OSError | None = None
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.size += len(data)
         if self.sink is not None:
-            self.sink.write(data)
+            try:
+                self.sink.write(data)
+            except OSError as exc:
+                self.failure = exc
+                raise
         return len(data)
 
     def flush(self) -> None:
@@ -88,7 +97,8 @@ def describe_decrypt_error(exc: BaseException) -> str:
 
 
 def decrypt_to(path: Path, identities: Sequence[Identity], sink: BinaryIO | None) -> Digest:
-    """Decrypt ``path`` into ``sink`` (None: only hash it); every failure is an ArchiveError."""
+    """Decrypt ``path`` into ``sink`` (None: only hash it). A failure of ``path`` is an
+    ArchiveError; one of ``sink`` (disk full) is its own OSError, for the caller."""
     writer = _HashingWriter(sink)
     try:
         with open(path, "rb") as source:
@@ -96,6 +106,8 @@ def decrypt_to(path: Path, identities: Sequence[Identity], sink: BinaryIO | None
     except FileNotFoundError:
         raise ArchiveError(f"{path} is missing") from None
     except (pyrage.DecryptError, OSError) as exc:
+        if writer.failure is not None:
+            raise writer.failure from None
         if isinstance(exc, OSError) and exc.errno is not None:
             raise ArchiveError(f"cannot read {path}: {exc.strerror}") from None
         raise ArchiveError(f"cannot decrypt {path}: {describe_decrypt_error(exc)}") from None
@@ -144,16 +156,39 @@ def seal(
     (key rotation checks it against the index there).
     """
     reader = _HashingReader(source)
-    with atomic_output(target, suffix=".age") as staged:
-        writer = _HashingWriter(staged.file)
-        pyrage.encrypt_io(reader, writer, list(recipients))
-        staged.close()
-        plain = reader.digest()
-        if decrypt_to(staged.path, identities, None) != plain:
-            raise ArchiveError(f"{target.name} did not decrypt back to what was encrypted")
-        if before_replace is not None:
-            before_replace(plain)
+    try:
+        with atomic_output(target, suffix=".age") as staged:
+            writer = _HashingWriter(staged.file)
+            try:
+                pyrage.encrypt_io(reader, writer, list(recipients))
+            except pyrage.EncryptError:
+                if writer.failure is not None:
+                    raise writer.failure from None
+                raise
+            staged.close()
+            plain = reader.digest()
+            _check_opens(staged.path, target, identities, plain)
+            if before_replace is not None:
+                before_replace(plain)
+    except OSError as exc:  # disk full, quota, read-only: the temporary file is gone
+        raise write_failure(exc, f"archive item {target.name}", target.parent) from exc
     return Sealed(plain=plain, cipher=writer.digest())
+
+
+def _check_opens(staged: Path, target: Path, identities: Sequence[Identity], plain: Digest) -> None:
+    """An item our own key cannot open is lost for good (``archive.pub`` replaced by
+    another key, say): refuse it before it replaces anything."""
+    try:
+        opened = decrypt_to(staged, identities, None)
+    except ArchiveError as exc:
+        if "wrong key" not in exc.message:
+            raise ArchiveError(f"{target.name} was not archived: {exc.message}") from None
+        raise ArchiveError(
+            f"{target.name} was not archived: the archive key cannot open it",
+            hint="keys/archive.pub must be the public key of keys/archive.key",
+        ) from None
+    if opened != plain:
+        raise ArchiveError(f"{target.name} did not decrypt back to what was encrypted")
 
 
 def reseal(

@@ -20,7 +20,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from ..config import Config
 from ..documents import verify_signed_pdf
 from ..errors import ConfigError, JobNotFound
-from ..fsutil import atomic_output
+from ..fsutil import atomic_output, write_failure
 from ..keys import ArchiveKeys, Identity
 from ..store import JobStore
 from .crypto import ArchiveError, cipher_problem, decrypt_to
@@ -165,12 +165,15 @@ def get_item(
 def _decrypt_file(
     config: Config, path: Path, identities: list[Identity], item: IndexedItem, out: Path
 ) -> None:
-    with atomic_output(out) as staged:
-        digest = decrypt_to(path, identities, staged.file)
-        if digest != item.plain:
-            raise ArchiveError(
-                f"archive file {_shown(config, path)} decrypts, but not to the archived content"
-            )
+    try:
+        with atomic_output(out) as staged:
+            digest = decrypt_to(path, identities, staged.file)
+            if digest != item.plain:
+                raise ArchiveError(
+                    f"archive file {_shown(config, path)} decrypts, but not to the archived content"
+                )
+    except OSError as exc:  # the output's disk (full, read-only): nothing is left there
+        raise write_failure(exc, out.name, out.parent) from exc
 
 
 @dataclass(frozen=True)

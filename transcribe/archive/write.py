@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import Config
-from ..errors import StateError
-from ..fsutil import fsync_dir
-from ..keys import ArchiveKeys
+from ..errors import ConfigError, ExternalToolError, StateError, WorkspaceError
+from ..fsutil import fsync_dir, remove_files, write_failure
+from ..keys import ArchiveKeys, Identity, Recipient
 from ..pipeline import job_dir
 from ..store import Job, JobState, JobStore
 from .crypto import ArchiveError, Sealed, private_dirs, seal
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 LETTER_NAME = "letter.pdf"
 KINDS = ("letter", "audio", "transcript")
 SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
+#: Archive faults that fail the job (retryable) rather than leave it ``rendered``.
+ARCHIVE_FAULTS = (ArchiveError, ConfigError, WorkspaceError, ExternalToolError)
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,7 @@ def _archive_job(config: Config, store: JobStore, job_id: str) -> Job:
     secret = keys.index_secret()
     plan = sources(config, job)
     private_dirs(config.paths.archive, *item_folder(job))
-    sealed: list[tuple[Source, Sealed]] = []
-    for source in plan:
-        with source.open() as stream:
-            target = config.paths.archive / source.relpath
-            sealed.append((source, seal(stream, target, recipients, identities)))
+    sealed = _seal_all(config, plan, recipients, identities)
     terms = job_terms(secret, names_in(job_dir(config, job)))
     now = time.time()
     with store.transaction() as db:
@@ -153,6 +151,45 @@ def _archive_job(config: Config, store: JobStore, job_id: str) -> Job:
     remove_plaintext(config, store, job)
     store.checkpoint()  # the WAL must not keep the old row (its file name) either
     return job
+
+
+def _seal_all(
+    config: Config,
+    plan: list[Source],
+    recipients: list[Recipient],
+    identities: list[Identity],
+) -> list[tuple[Source, Sealed]]:
+    """Encrypt every item of a job. When one fails (disk full, wrong key), those
+    already written go too: not indexed yet, they would only be strays."""
+    sealed: list[tuple[Source, Sealed]] = []
+    try:
+        for source in plan:
+            with source.open() as stream:
+                target = config.paths.archive / source.relpath
+                sealed.append((source, seal(stream, target, recipients, identities)))
+    except BaseException:
+        remove_files(*(config.paths.archive / source.relpath for source, _ in sealed))
+        raise
+    return sealed
+
+
+def archive_or_fail(config: Config, store: JobStore, job_id: str) -> Job:
+    """The pipeline's archive step: a fault that needs the operator (disk full, a
+    wrong, unreadable or missing key) fails the job with its reason, retryable; the
+    signed letter and the audio stay in the work folder. A busy archive (another
+    writer) is not a fault: it is raised, and the job stays ``rendered`` for later."""
+    try:
+        return archive_job(config, store, job_id)
+    except (*ARCHIVE_FAULTS, OSError) as exc:
+        if store.get(job_id).state != JobState.RENDERED:
+            raise
+        if isinstance(exc, OSError):
+            exc = write_failure(exc, "the archive", config.paths.archive, retry=job_id)
+        elif isinstance(exc, WorkspaceError):  # the disk: say how to resume this job
+            exc.hint = f"free space or fix access there, then `transcribe retry {job_id}`"
+        log.warning("archiving job %s failed: %s", job_id, exc)
+        reason = "archiving: " + " ".join(str(exc).split())[:400]
+        return store.transition(job_id, JobState.FAILED, expect=JobState.RENDERED, reason=reason)
 
 
 def neutral_name(job: Job) -> str:
@@ -188,7 +225,7 @@ def remove_plaintext(config: Config, store: JobStore, job: Job) -> bool:
 
 def archive_pending(config: Config, store: JobStore) -> list[Job]:
     """Archive every rendered job, and finish clean-ups interrupted after a commit."""
-    done = [archive_job(config, store, job.id) for job in store.jobs(JobState.RENDERED)]
+    done = [archive_or_fail(config, store, job.id) for job in store.jobs(JobState.RENDERED)]
     for job in store.jobs(JobState.ARCHIVED):
         if job_dir(config, job).exists():
             remove_plaintext(config, store, job)

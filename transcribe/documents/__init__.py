@@ -44,7 +44,12 @@ def warm_converter(
     """A context manager keeping one LibreOffice running: ``with warm_converter() as c:
     render_pdf(..., converter=c)`` for each document of a batch."""
     options = options or RenderOptions()
-    return WarmConverter(soffice=options.soffice, python=python, timeout_s=options.timeout_s)
+    return WarmConverter(
+        soffice=options.soffice,
+        python=python,
+        timeout_s=options.timeout_s,
+        scratch_dir=options.work_dir,  # its profile and LibreOffice's temporary files
+    )
 
 
 __all__ = [

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Protocol
 
 from transcribe.errors import ExternalToolError, RenderError
+from transcribe.fsutil import temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -120,31 +121,45 @@ class OneShotConverter:
         ]
 
     def convert(self, docx: Path, pdf: Path, *, pdfa: bool = True) -> None:
-        with tempfile.TemporaryDirectory(prefix="lo-oneshot-") as scratch:
-            outdir, profile = Path(scratch) / "out", Path(scratch) / "profile"
+        # Beside the document (the job's private scratch), named after this process,
+        # with LibreOffice's own temporary files inside: a crash leaves nothing in
+        # /tmp, and recovery sweeps the folder once this process is gone.
+        with tempfile.TemporaryDirectory(prefix=temp_prefix() + "lo-", dir=docx.parent) as tmp:
+            scratch = Path(tmp)
+            outdir, profile = scratch / "out", scratch / "profile"
             command = self.command(docx, outdir, profile, pdfa)
             log.info("converting %s with %s", docx.name, " ".join(command[:2]))
-            self._run(command)
+            self._run(command, scratch)
             produced = outdir / f"{docx.stem}.pdf"
             check_pdf(produced, "LibreOffice")
             shutil.move(produced, pdf)
 
-    def _run(self, command: list[str]) -> None:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "HOME": os.environ.get("HOME", tempfile.gettempdir())},
-        )
+    def _run(self, command: list[str], scratch: Path) -> None:
+        home = os.environ.get("HOME", tempfile.gettempdir())
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "HOME": home, "TMPDIR": str(scratch)},
+            )
+        except OSError as exc:  # found on PATH but not runnable (broken install)
+            raise ExternalToolError(
+                f"cannot start LibreOffice ({command[0]}): {exc.strerror or exc}",
+                hint=INSTALL_HINT,
+            ) from None
         try:
             output, _ = process.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise ExternalToolError(
                 f"LibreOffice did not finish within {self.timeout_s:.0f} s and was stopped",
-                hint="check the template opens in LibreOffice; raise the render timeout",
+                hint="check that the template opens in LibreOffice, then retry the job",
             ) from None
+        except BaseException:  # Ctrl-C or SIGTERM mid-conversion: leave no soffice behind
+            _kill_group(process)
+            raise
         text = output.decode("utf-8", "replace").strip()
         log.debug("soffice output: %s", text)
         if process.returncode != 0:
@@ -221,8 +236,10 @@ class WarmConverter:
         python: str | None = None,
         timeout_s: float = 120.0,
         startup_timeout_s: float = 90.0,
+        scratch_dir: Path | None = None,
     ) -> None:
         self.soffice = soffice
+        self.scratch_dir = scratch_dir  # None: the system's temporary folder
         self.python = python
         self.timeout_s = timeout_s
         self.startup_timeout_s = startup_timeout_s
@@ -248,7 +265,11 @@ class WarmConverter:
         """Start unoserver + LibreOffice and wait until it answers."""
         soffice = find_soffice(self.soffice)
         python = find_uno_python(self.python)
-        self._scratch = tempfile.TemporaryDirectory(prefix="lo-warm-")
+        # named after this process, LibreOffice's temporary files inside: recovery
+        # sweeps what a killed batch leaves (see transcribe.intake.sweep_temp_files)
+        self._scratch = tempfile.TemporaryDirectory(
+            prefix=temp_prefix() + "lo-warm-", dir=self.scratch_dir
+        )
         scratch = Path(self._scratch.name)
         self._port, uno_port = _free_port(), _free_port()
         command = [
@@ -272,7 +293,11 @@ class WarmConverter:
         log.info("starting warm LibreOffice: %s -c <unoserver> port %s", python, self._port)
         with (scratch / "unoserver.log").open("wb") as logfile:
             self._process = subprocess.Popen(
-                command, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "TMPDIR": str(scratch)},
             )
         self._wait_ready()
 

@@ -9,7 +9,9 @@ where the archive step would pick it up.
 Errors: :class:`~transcribe.errors.RenderError` for the document (bad template,
 missing field, failed signature check: retryable once fixed),
 :class:`~transcribe.errors.ExternalToolError` when LibreOffice is missing or hangs,
-:class:`~transcribe.errors.ConfigError` for certificate and passphrase problems.
+:class:`~transcribe.errors.ConfigError` for certificate and passphrase problems,
+:class:`~transcribe.errors.WorkspaceError` when the disk is full (or read-only) under
+the scratch folder or the output: nothing is left behind in either case.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from transcribe.documents.signing import (
     verify_signed_pdf,
 )
 from transcribe.errors import ConfigError, RenderError
-from transcribe.fsutil import atomic_write_bytes
+from transcribe.fsutil import atomic_write_bytes, temp_prefix, write_failure
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +88,33 @@ def render_pdf(
     converter = converter or OneShotConverter(soffice=options.soffice, timeout_s=options.timeout_s)
     if options.work_dir is not None:
         options.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="render-", dir=options.work_dir) as scratch:
-        with clock.stage("fill"):
-            filled = fill_template(
-                template.read_bytes(), text, fields, metadata=metadata, options=options
-            )
-            docx = Path(scratch) / "document.docx"
-            docx.write_bytes(filled.docx)
-        with clock.stage("convert"):
-            converter.convert(docx, Path(scratch) / "document.pdf", pdfa=options.pdfa)
-        with clock.stage("metadata"):
-            pdf, pages = finish_pdf(
-                (Path(scratch) / "document.pdf").read_bytes(),
-                metadata,
-                pdfa=options.pdfa,
-                producer=SIGNING_PRODUCER if signing is not None else None,
-            )
-        if signing is not None and signer is not None:
-            with clock.stage("sign"):
-                pdf = sign_pdf_bytes(pdf, signing, signer=signer)
-            if options.verify:
-                with clock.stage("verify"):
-                    _verify(pdf, signing, _bundled_roots(signer))
-    atomic_write_bytes(out, pdf, mode=0o600)
+    try:
+        scratch_name = temp_prefix() + "render-"  # swept by recovery if we are killed
+        with tempfile.TemporaryDirectory(prefix=scratch_name, dir=options.work_dir) as scratch:
+            with clock.stage("fill"):
+                filled = fill_template(
+                    template.read_bytes(), text, fields, metadata=metadata, options=options
+                )
+                docx = Path(scratch) / "document.docx"
+                docx.write_bytes(filled.docx)
+            with clock.stage("convert"):
+                converter.convert(docx, Path(scratch) / "document.pdf", pdfa=options.pdfa)
+            with clock.stage("metadata"):
+                pdf, pages = finish_pdf(
+                    (Path(scratch) / "document.pdf").read_bytes(),
+                    metadata,
+                    pdfa=options.pdfa,
+                    producer=SIGNING_PRODUCER if signing is not None else None,
+                )
+            if signing is not None and signer is not None:
+                with clock.stage("sign"):
+                    pdf = sign_pdf_bytes(pdf, signing, signer=signer)
+                if options.verify:
+                    with clock.stage("verify"):
+                        _verify(pdf, signing, _bundled_roots(signer))
+        atomic_write_bytes(out, pdf, mode=0o600)
+    except OSError as exc:  # disk full, quota, read-only: in the scratch or for the letter
+        raise write_failure(exc, "the letter", out.parent) from exc
     log.info("rendered %s (%d pages) in %s", out.name, pages, clock.timings)
     return RenderResult(
         path=out,
