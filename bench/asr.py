@@ -4,11 +4,12 @@ For each audio file with a reference ``NAME.txt`` beside it, runs plain faster-w
 (as its README shows: beam 5, language given) and the pipeline (vocabulary prompt,
 corrections, dictation formatting) with the same loaded model, in one run, and prints
 WER against the written reference, domain-term recall (``NAME.terms.txt``) and the
-real-time factor. ``--bias`` runs the pipeline once per way of biasing Whisper, which
-is how the default was chosen.
+real-time factor. ``--bias`` and ``--passes`` run the pipeline once per way of biasing
+Whisper (initial prompt, hotwords, none; one decoding, or a second pass prompted with
+the terms the first nearly heard), which is how the defaults were chosen.
 
     .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en \\
-        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none]
+        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none] [--passes 1,2]
 
 WER is computed on normalised text (case folded, punctuation dropped, except inside
 numbers, hyphens read as spaces), so it scores words, not typography: "pre-action"
@@ -102,11 +103,15 @@ def collect(folders: list[Path]) -> dict[str, list[Item]]:
     return sets
 
 
-def bench_config(scratch: Path, bias: str) -> Config:
-    init_workspace(scratch / bias)
-    path = scratch / bias / "transcribe.toml"
-    path.write_text(path.read_text().replace('bias = "initial_prompt"', f'bias = "{bias}"'))
-    return load_config(scratch / bias)
+def bench_config(scratch: Path, bias: str, passes: int = 2) -> Config:
+    """A scratch workspace whose only difference is how the vocabulary is used."""
+    home = scratch / f"{bias}-{passes}"
+    init_workspace(home)
+    path = home / "transcribe.toml"
+    text = path.read_text().replace('bias = "initial_prompt"', f'bias = "{bias}"')
+    text = text.replace("second_pass = true", f"second_pass = {str(passes == 2).lower()}")
+    path.write_text(text)
+    return load_config(home)
 
 
 def run_plain(engine: WhisperEngine, item: Item) -> tuple[str, float]:
@@ -129,10 +134,24 @@ def main() -> None:
     parser.add_argument(
         "--bias", default="initial_prompt", help="comma-separated: initial_prompt, hotwords, none"
     )
+    parser.add_argument(
+        "--passes", default="2", help="comma-separated: 1 (one decoding), 2 (second pass)"
+    )
     args = parser.parse_args()
     sets = collect(args.folders)
+    variants = [
+        (bias, int(passes))
+        for bias in args.bias.split(",")
+        for passes in args.passes.split(",")
+        if not (bias == "none" and passes == "2")  # nothing to refocus
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        configs = {b: bench_config(Path(tmp), b) for b in args.bias.split(",")}
+        configs = {
+            f"{bias}, {passes} pass{'es' if passes > 1 else ''}": bench_config(
+                Path(tmp), bias, passes
+            )
+            for bias, passes in variants
+        }
         engine = WhisperEngine(next(iter(configs.values())).transcription)
         engine.load()  # once, outside the timings
         print(
@@ -145,9 +164,9 @@ def main() -> None:
             for item in items:
                 text, seconds = run_plain(engine, item)
                 scores.setdefault("plain faster-whisper", Score()).add(item, text, seconds)
-                for bias, config in configs.items():
+                for variant, config in configs.items():
                     text, seconds = run_pipeline(config, engine, item)
-                    scores.setdefault(f"pipeline ({bias})", Score()).add(item, text, seconds)
+                    scores.setdefault(f"pipeline ({variant})", Score()).add(item, text, seconds)
                 print(f"  {item.audio.name}", file=sys.stderr, flush=True)
             for system, score in scores.items():
                 wer, recall, rtf = score.row()

@@ -44,7 +44,7 @@ from faster_whisper import WhisperModel
 model = WhisperModel(sys.argv[1], device="cpu", compute_type="int8", cpu_threads=int(sys.argv[3]))
 segments, info = model.transcribe(sys.argv[2], language=sys.argv[4], beam_size=5,
                                   vad_filter=True, word_timestamps=True,
-                                  vad_parameters={"min_silence_duration_ms": 500})
+                                  vad_parameters={"min_silence_duration_ms": 2000})
 print(" ".join(s.text.strip() for s in segments))
 """
 

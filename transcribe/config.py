@@ -49,6 +49,9 @@ class TranscriptionConfig:
     vad: bool = True
     cpu_threads: int = 0  # 0: one per available core
     bias: str = "initial_prompt"  # how vocabulary reaches Whisper (see bench/asr.py)
+    # Decode again with the terms the first pass nearly heard leading the prompt
+    # (transcribe/vocabulary/retrieve.py): better terms for about twice the time.
+    second_pass: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,9 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
     vad = raw.get("vad", defaults.vad)
     if not isinstance(vad, bool):
         raise ConfigError("[transcription] vad must be true or false")
+    second_pass = raw.get("second_pass", defaults.second_pass)
+    if not isinstance(second_pass, bool):
+        raise ConfigError("[transcription] second_pass must be true or false")
     return TranscriptionConfig(
         model=model,
         device=_choice("transcription", "device", raw.get("device", "auto"), DEVICES),
@@ -172,6 +178,7 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
         vad=vad,
         cpu_threads=threads,
         bias=_choice("transcription", "bias", raw.get("bias", defaults.bias), BIAS_MODES),
+        second_pass=second_pass,
     )
 
 

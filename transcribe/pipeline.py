@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,15 @@ from .postprocess import (
 )
 from .progress import NullReporter, Reporter
 from .store import Job, JobState, JobStore
-from .vocabulary import LearningStore, TokenCounter
+from .vocabulary import LearningStore, TokenCounter, build_initial_prompt
+from .vocabulary.retrieve import refocus, retrieve_terms
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# The second pass is kept unless Whisper was this much less sure of it (mean token
+# log-probability); measured on bench/heldout, where one prompt derailed a decoding.
+MAX_LOGPROB_DROP = 0.15
 TRANSCRIPT_NAME = "transcript.json"
 
 
@@ -119,14 +123,7 @@ def finish(
     check_not_empty(engine, result)
     biasing, dictation = prepared.biasing, prepared.dictation
     if biasing.vocabulary is None and result["language"] in ("fr", "en"):
-        detected = plan_biasing(
-            dictation.client,
-            dictation.author,
-            result["language"],
-            prepared.learned,
-            home=config.paths.home,
-            count_tokens=lambda: _counter(engine),
-        )
+        detected = _biasing_for(config, engine, prepared, result["language"])
         biasing = Biasing(vocabulary=detected.vocabulary, prompt=None)  # decoded unprompted
     transcript = transcript_record(engine, prepared.options, result, biasing)
     draft = postprocess(
@@ -159,7 +156,95 @@ def transcribe_file(
 ) -> tuple[dict[str, Any], Draft]:
     """Bias, decode and post-process one file; no job store involved (benchmarks use it)."""
     prepared = prepare(config, engine, dictation)
-    return finish(config, engine, prepared, engine.transcribe(audio, prepared.options))
+    result = engine.transcribe(audio, prepared.options, config.limits)
+    prepared, result = second_pass(
+        config,
+        engine,
+        prepared,
+        result,
+        lambda options: engine.transcribe(audio, options, config.limits),
+    )
+    return finish(config, engine, prepared, result)
+
+
+Decoder = Callable[[DecodeOptions], "dict[str, Any] | AudioError"]
+
+
+def second_pass(
+    config: Config,
+    engine: WhisperEngine,
+    prepared: Prepared,
+    first: dict[str, Any],
+    decode: Decoder,
+) -> tuple[Prepared, dict[str, Any]]:
+    """Decode again, the terms the first pass nearly heard leading the prompt.
+
+    Skipped when turned off, when nothing biases Whisper (``bias = "none"``), or
+    when no term came close. A dictation decoded without a language gets its
+    vocabulary from the detected language here. Raises the AudioError ``decode``
+    may return (a file that decoded once should decode twice; if not, it is bad).
+    """
+    settings = config.transcription
+    language = first["language"]
+    if not settings.second_pass or settings.bias == "none" or language not in ("fr", "en"):
+        return prepared, first
+    biasing = prepared.biasing
+    if biasing.vocabulary is None:
+        biasing = _biasing_for(config, engine, prepared, language)
+    if biasing.vocabulary is None or not biasing.vocabulary.terms:
+        return prepared, first
+    words = [w for segment in first["segments"] for w in segment["words"]]
+    retrieved = tuple(retrieve_terms(biasing.vocabulary, words, language))
+    if not retrieved:
+        return prepared, first
+    plan = build_initial_prompt(
+        refocus(biasing.vocabulary, retrieved), language, count_tokens=_counter(engine)
+    )
+    options = decode_options(config, language, plan.text)
+    result = decode(options)
+    if isinstance(result, AudioError):
+        raise result
+    first_record = {
+        "prompt": prepared.options.initial_prompt or prepared.options.hotwords,
+        "text": first["text"],
+        "transcribe_s": first["transcribe_s"],
+        "avg_logprob": mean_logprob(first),
+        "second_avg_logprob": mean_logprob(result),
+    }
+    if first_record["second_avg_logprob"] < first_record["avg_logprob"] - MAX_LOGPROB_DROP:
+        # A prompt can tip Whisper into fluent nonsense; its confidence drops when it does.
+        first_record.update(kept="first", second_text=result["text"])
+        kept = Biasing(biasing.vocabulary, prepared.biasing.prompt, first_record, retrieved)
+        first["transcribe_s"] = round(result["transcribe_s"] + first["transcribe_s"], 3)
+        return replace(prepared, biasing=kept), first
+    first_record["kept"] = "second"
+    result["transcribe_s"] = round(result["transcribe_s"] + first["transcribe_s"], 3)
+    refined = Biasing(biasing.vocabulary, plan, first_pass=first_record, retrieved=retrieved)
+    return replace(prepared, biasing=refined, options=options), result
+
+
+def mean_logprob(result: dict[str, Any]) -> float:
+    """Whisper's mean token log-probability over the file, segments weighted by length."""
+    segments = result["segments"]
+    total = sum(max(s["end"] - s["start"], 0.01) for s in segments)
+    if not total:
+        return 0.0
+    weighted = sum(s["avg_logprob"] * max(s["end"] - s["start"], 0.01) for s in segments)
+    return round(weighted / total, 4)
+
+
+def _biasing_for(
+    config: Config, engine: WhisperEngine, prepared: Prepared, language: str
+) -> Biasing:
+    dictation = prepared.dictation
+    return plan_biasing(
+        dictation.client,
+        dictation.author,
+        language,
+        prepared.learned,
+        home=config.paths.home,
+        count_tokens=lambda: _counter(engine),
+    )
 
 
 def transcript_record(
@@ -288,7 +373,7 @@ def transcribe_group(
     except (OSError, RuntimeError, MemoryError) as exc:
         return refused + [fail_job(store, job, exc) for job in jobs]
     return refused + [
-        _save_one(config, store, engine, prepared, job, result)
+        _save_one(config, store, engine, prepared, job, result, settings)
         for job, result in zip(jobs, results, strict=True)
     ]
 
@@ -300,9 +385,21 @@ def _save_one(
     prepared: Prepared,
     job: Job,
     result: dict[str, Any] | AudioError,
+    settings: BatchSettings,
 ) -> Job:
     if isinstance(result, AudioError):
         return quarantine_job(config, store, job, str(result))
+    path = config.paths.home / (job.audio_path or "")
+    try:
+        prepared, result = second_pass(
+            config,
+            engine,
+            prepared,
+            result,
+            lambda options: transcribe_batched(engine, [path], options, settings, config.limits)[0],
+        )
+    except AudioError as exc:
+        return quarantine_job(config, store, job, str(exc))
     transcript, draft = finish(config, engine, prepared, result)
     return save_results(config, store, job, transcript, draft)
 

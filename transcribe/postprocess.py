@@ -32,6 +32,7 @@ from .vocabulary import (
     build_initial_prompt,
     load_vocabulary,
 )
+from .vocabulary.retrieve import Retrieved
 
 LEARNED_NAME = "learned.json"
 DOMAIN_FOR_LEXICON = {"medical": "medical", "legal": "legal"}
@@ -39,16 +40,28 @@ DOMAIN_FOR_LEXICON = {"medical": "medical", "legal": "legal"}
 
 @dataclass(frozen=True)
 class Biasing:
-    """What biases one dictation: its vocabulary and the prompt built from it."""
+    """What biases one dictation: its vocabulary and the prompt built from it.
+
+    After a second pass, ``prompt`` is the prompt of the pass that made the draft,
+    ``first_pass`` records the first pass's prompt and text, and ``retrieved`` the
+    terms that pass nearly heard (which lead the second prompt).
+    """
 
     vocabulary: Vocabulary | None
     prompt: PromptPlan | None
+    first_pass: dict[str, Any] | None = None
+    retrieved: tuple[Retrieved, ...] = ()
 
     def record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "prompt": self.prompt.to_json() if self.prompt else None,
             "vocabulary_terms": len(self.vocabulary.terms) if self.vocabulary else 0,
+            "passes": 2 if self.first_pass is not None else 1,
         }
+        if self.first_pass is not None:
+            record["first_pass"] = self.first_pass
+            record["retrieved"] = [r.to_json() for r in self.retrieved]
+        return record
 
 
 def learning_store(home: Path) -> LearningStore:

@@ -42,6 +42,7 @@ beam_size = 5
 vad = true
 cpu_threads = 0            # 0: one thread per available core
 bias = "initial_prompt"    # initial_prompt | hotwords | none: how vocabulary reaches Whisper
+second_pass = true         # decode again, prompted with the terms the first pass nearly heard
 
 [limits]
 max_file_mb = 1024
