@@ -19,7 +19,7 @@ from faster_whisper.audio import decode_audio
 from tests import audiogen
 from tests.conftest import CLIENT, PROJECT, cli_workspace, set_limits
 from transcribe.config import Limits
-from transcribe.decode import decode_file, decode_stream
+from transcribe.decode import decode_file, decode_stream, probe_file
 from transcribe.errors import AudioError
 
 # --- hostile files, made on the spot ----------------------------------------------
@@ -212,3 +212,16 @@ def test_watch_quarantines_each_hostile_file_and_transcribes_the_good_one(
         assert jobs[name]["state"] == "quarantined", jobs[name]
         assert jobs[name]["reason"].startswith(reason), jobs[name]
         assert len(list((home / "quarantine").rglob(name))) == 1
+
+
+def test_intake_reads_the_header_in_the_capped_child(tmp_path: Path) -> None:
+    """Opening a container runs FFmpeg's demuxer: intake's header check happens in the
+    child too, so its memory cap holds there (and the service process never opens it)."""
+    clip = tmp_path / "clip.wav"
+    audiogen.silence_wav(clip, 1.0)
+    info = probe_file(clip, Limits())
+    assert (info.format_name, info.sample_rate, info.channels) == ("wav", 16000, 1)
+    with pytest.raises(AudioError, match=r"^decoding used more than 1 MB$"):
+        probe_file(clip, Limits(decode_memory_mb=1))
+    with pytest.raises(AudioError, match="over the 0 min cap"):
+        probe_file(clip, Limits(max_duration_min=0.001))

@@ -10,6 +10,9 @@ it with the demuxer and protocol whitelists of :mod:`transcribe.audio`, and stre
 16 kHz mono s16 samples to stdout. It counts what it decodes and stops when the audio
 runs past ``max_duration_min``, so the cap holds even when the header lies.
 
+Intake's header check (:func:`probe_file`) runs in the same child with ``--probe``:
+opening a file already runs FFmpeg's demuxer, so not even that happens in the service.
+
 The parent reads the samples under a wall-clock budget (the time it spends waiting for
 the child, so a long transcription between two pieces does not count against it),
 kills the child when the budget runs out, and turns every way the child can end badly
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
+import json
 import math
 import os
 import resource
@@ -34,10 +39,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .audio import SAFE_OPEN_OPTIONS, check_container, one_line
+from .audio import SAFE_OPEN_OPTIONS, AudioInfo, check_container, one_line, probe
 from .config import Limits
 from .errors import AudioError
 
@@ -47,6 +53,7 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16000
 SAMPLE_BYTES = 2  # s16
 GROUP_SAMPLES = 500_000  # as faster_whisper.audio.decode_audio: same frames, same output
+PROBE_TIMEOUT_S = 60.0  # reading a header takes well under a second
 OPEN_FILES = 16  # stdio, the audio file, and a little room for FFmpeg
 EXIT_REFUSED = 3  # the file is bad: the last stderr line says why
 EXIT_MEMORY = 4  # the memory cap was hit
@@ -71,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"PyAV cannot be imported: {exc}", EXIT_BROKEN)
     limit_self(args.memory_mb, args.cpu_s)
     try:
-        _decode_to(args.path, args.max_samples, sys.stdout.buffer)
-    except AudioError as exc:
-        return _fail(str(exc), EXIT_REFUSED)
+        if args.probe:
+            _probe_to(args.path, args.max_samples, sys.stdout)
+        else:
+            _decode_to(args.path, args.max_samples, sys.stdout.buffer)
+    except AudioError as exc:  # FFmpeg's ENOMEM under the cap is the cap, not the file
+        out_of_memory = os.strerror(errno.ENOMEM) in str(exc)
+        return _fail(str(exc), EXIT_MEMORY if out_of_memory else EXIT_REFUSED)
     except MemoryError:  # av.error.MemoryError is one too
         return _fail(f"decoding used more than {args.memory_mb} MB", EXIT_MEMORY)
     except BrokenPipeError:  # the parent stopped reading: nobody to tell
@@ -88,6 +99,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-samples", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--cpu-s", type=int, required=True)
+    parser.add_argument("--probe", action="store_true", help="print the header as JSON")
     parser.add_argument("path")
     return parser.parse_args(argv)
 
@@ -99,6 +111,14 @@ def limit_self(memory_mb: int, cpu_s: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))  # SIGXCPU, then SIGKILL
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+
+
+def _probe_to(path: str, max_samples: int, out: IO[str]) -> None:
+    """The header checks of :func:`transcribe.audio.probe`, as JSON (the size cap was
+    checked by the parent, which knows the limits)."""
+    caps = Limits(max_file_mb=math.inf, max_duration_min=max_samples / SAMPLE_RATE / 60)
+    out.write(json.dumps(asdict(probe(Path(path), caps))))
+    out.flush()
 
 
 def _decode_to(path: str, max_samples: int, out: IO[bytes]) -> None:
@@ -179,6 +199,30 @@ def decode_stream(path: Path, limits: Limits, piece_s: float) -> Iterator[np.nda
                     yield _as_float(raw)
                 return
             yield _as_float(raw)
+
+
+def probe_file(path: Path, limits: Limits) -> AudioInfo:
+    """The container header, read by a capped child: opening a file already runs
+    FFmpeg's demuxer (and some decoding, to find the stream's parameters), so even this
+    never happens in the service. A child that hangs (a FIFO swapped in under the name)
+    is killed after PROBE_TIMEOUT_S."""
+    os.stat(path)  # a missing file is the caller's problem (OSError), not bad input
+    timeout = min(limits.decode_timeout_s, PROBE_TIMEOUT_S)
+    try:
+        done = subprocess.run(
+            _command(path, limits, probe=True),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            start_new_session=True,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise AudioError(f"reading the file's header took longer than {timeout:g} s") from None
+    error = _verdict(done.returncode, _last_line(done.stderr), 0.0, limits)
+    if error is not None:
+        raise error
+    return AudioInfo(**json.loads(done.stdout))
 
 
 def _as_float(raw: bytes | bytearray) -> np.ndarray:
@@ -278,25 +322,27 @@ class _Decoder:
         self.proc.wait()
 
     def _verdict(self, cpu_s: float) -> AudioError | None:
-        """Every way the child can end, as one line for the quarantine reason."""
-        code, limits = self.proc.returncode, self.limits
-        last = _last_line(self.stderr)
-        if code == 0:
-            return None
-        if code == EXIT_BROKEN:  # not the file's fault: the job fails and can be retried
-            raise RuntimeError(f"the audio decoder cannot start: {last}")
-        if code == EXIT_MEMORY or (code > 0 and "MemoryError" in last):
-            return AudioError(f"decoding used more than {limits.decode_memory_mb:g} MB")
-        if code < 0 and (-code == signal.SIGXCPU or cpu_s >= _cpu_cap(limits)):
-            return AudioError(f"decoding used more than {limits.decode_cpu_s:g} s of CPU")
-        if code == EXIT_REFUSED and last:
-            return AudioError(last)
-        if code < 0:
-            return AudioError(f"the decoder crashed on this file ({signal.Signals(-code).name})")
-        return AudioError(f"the decoder failed on this file: {last or f'exit status {code}'}")
+        return _verdict(self.proc.returncode, _last_line(self.stderr), cpu_s, self.limits)
 
 
-def _command(path: Path, limits: Limits) -> list[str]:
+def _verdict(code: int, last: str, cpu_s: float, limits: Limits) -> AudioError | None:
+    """Every way the child can end, as one line for the quarantine reason."""
+    if code == 0:
+        return None
+    if code == EXIT_BROKEN:  # not the file's fault: the job fails and can be retried
+        raise RuntimeError(f"the audio decoder cannot start: {last}")
+    if code == EXIT_MEMORY or (code > 0 and "MemoryError" in last):
+        return AudioError(f"decoding used more than {limits.decode_memory_mb:g} MB")
+    if code < 0 and (-code == signal.SIGXCPU or cpu_s >= _cpu_cap(limits)):
+        return AudioError(f"decoding used more than {limits.decode_cpu_s:g} s of CPU")
+    if code == EXIT_REFUSED and last:
+        return AudioError(last)
+    if code < 0:
+        return AudioError(f"the decoder crashed on this file ({signal.Signals(-code).name})")
+    return AudioError(f"the decoder failed on this file: {last or f'exit status {code}'}")
+
+
+def _command(path: Path, limits: Limits, *, probe: bool = False) -> list[str]:
     return [
         sys.executable,
         "-I",
@@ -309,6 +355,7 @@ def _command(path: Path, limits: Limits) -> list[str]:
         str(max(1, int(limits.decode_memory_mb))),
         "--cpu-s",
         str(_cpu_cap(limits)),
+        *(["--probe"] if probe else []),
         "--",
         str(path),
     ]

@@ -39,6 +39,7 @@ from typing import BinaryIO
 
 from . import audio
 from .config import Config
+from .decode import probe_file
 from .errors import InputRejected
 from .fsutil import (
     TMP_PREFIX,
@@ -226,11 +227,11 @@ def take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
             return _take_in(path, config, store)
         except FileNotFoundError:
             return IntakeResult(None, "skipped")  # renamed or removed by its sender meanwhile
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the decoder cannot start
             log.warning(
                 "%s left in the inbox for now: %s",
                 display_name(path.name),
-                " ".join(str(exc.strerror or exc).split()),
+                " ".join(str(getattr(exc, "strerror", None) or exc).split()),
             )
             return IntakeResult(None, "skipped")
 
@@ -298,7 +299,7 @@ def _take_opened(
     is 576 MB) is never read whole.
     """
     try:
-        info = audio.probe(path, config.limits)
+        info = probe_file(path, config.limits)  # in a capped child, like all decoding
     except InputRejected as exc:
         return _quarantine(path, client, config, store, str(exc))
     content_hash = _digest(opened)
