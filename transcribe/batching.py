@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import Limits
 from .decode import decode_stream
-from .engine import DecodeOptions, WhisperEngine, segment_record
+from .engine import DecodeOptions, WhisperEngine, drop_hallucinations, segment_record
 from .errors import AudioError
 
 SAMPLE_RATE = 16000
@@ -237,6 +237,7 @@ def transcribe_batched(
 
 def _as_engine_result(result: FileResult, options: DecodeOptions) -> dict[str, Any]:
     result.segments.sort(key=lambda s: s["start"])
+    result.segments, echoes = drop_hallucinations(result.segments)
     for index, segment in enumerate(result.segments):
         segment["id"] = index
     return {
@@ -247,4 +248,5 @@ def _as_engine_result(result: FileResult, options: DecodeOptions) -> dict[str, A
         "segments": result.segments,
         "text": "".join(s["text"] for s in result.segments).strip(),
         "transcribe_s": round(result.seconds, 3),
+        "hallucinations_dropped": echoes,
     }

@@ -8,6 +8,7 @@ say how it was made cannot be compared or reproduced.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,7 +138,7 @@ class WhisperEngine:
         started = time.perf_counter()
         samples = decode_file(audio, limits or Limits())
         segments, info = model.transcribe(samples, **asdict(options))
-        segments = [segment_record(s) for s in segments]
+        segments, echoes = drop_hallucinations([segment_record(s) for s in segments])
         elapsed = time.perf_counter() - started
         return {
             "language": info.language,
@@ -147,7 +148,91 @@ class WhisperEngine:
             "segments": segments,
             "text": "".join(s["text"] for s in segments).strip(),
             "transcribe_s": round(elapsed, 3),
+            "hallucinations_dropped": echoes,
         }
+
+
+ECHO_MAX_WORDS_PER_S = 6.0  # dictation runs at 2-3 words a second
+_NOT_WORD = re.compile(r"[^\w']+")
+_SENTENCE_END = re.compile(r"[.!?;]+")
+
+
+def drop_hallucinations(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Segments minus Whisper's tail hallucinations, and the texts dropped.
+
+    Whisper, conditioned on what it just wrote, sometimes fills the last half-second
+    of a file by writing the dictation again. Such an echo says nothing new (every
+    three words of it are in the two segments before it) and is spoken impossibly
+    fast. Both must hold: a doctor repeating a sentence at speaking pace is kept.
+    """
+    kept: list[dict[str, Any]] = []
+    echoes: list[str] = []
+    for segment in segments:
+        if kept and _is_echo(segment, kept[-2:]):
+            echoes.append(segment["text"].strip())
+        else:
+            kept.append(segment)
+    if len(kept) > 1 and _too_fast(kept[-1]):
+        echoes.append(kept.pop()["text"].strip())  # "This is the last paragraph of the."
+    ghost = _trailing_ghost(kept)
+    if ghost:
+        echoes.append(ghost)
+    return kept, echoes
+
+
+def _too_fast(segment: dict[str, Any]) -> bool:
+    """A closing segment of at least GHOST_MIN_WORDS words at more than twice dictation
+    pace: Whisper writing past the end of the speech, repeating or not."""
+    words = _plain(segment["text"]).split()
+    duration = max(segment["end"] - segment["start"], 0.001)
+    return len(words) >= GHOST_MIN_WORDS and len(words) / duration > ECHO_MAX_WORDS_PER_S
+
+
+GHOST_MIN_WORDS = 3
+
+
+def _trailing_ghost(segments: list[dict[str, Any]]) -> str:
+    """Cut words written after the audio ran out, and return them.
+
+    The other tail hallucination ("This is the final paragraph of the ...") repeats
+    nothing, but its words are aligned to no audio: a run of at least
+    GHOST_MIN_WORDS words of zero duration closing the file.
+    """
+    if not segments or not segments[-1].get("words"):
+        return ""
+    words = segments[-1]["words"]
+    cut = len(words)
+    while cut and words[cut - 1]["end"] <= words[cut - 1]["start"]:
+        cut -= 1
+    if len(words) - cut < GHOST_MIN_WORDS:
+        return ""
+    ghost = "".join(w["word"] for w in words[cut:]).strip()
+    if cut == 0:
+        segments.pop()
+    else:
+        last = segments[-1]
+        last["words"] = words[:cut]
+        last["text"] = "".join(w["word"] for w in words[:cut])
+        last["end"] = words[cut - 1]["end"]
+    return ghost
+
+
+def _is_echo(segment: dict[str, Any], before: list[dict[str, Any]]) -> bool:
+    words = _plain(segment["text"]).split()
+    duration = max(segment["end"] - segment["start"], 0.001)
+    if not words or len(words) / duration <= ECHO_MAX_WORDS_PER_S:
+        return False
+    earlier = f" {' '.join(_plain(s['text']) for s in before)} "
+    sentences = [_plain(part) for part in _SENTENCE_END.split(segment["text"])]
+    if all(f" {sentence} " in earlier for sentence in sentences if sentence):
+        return True  # "A. B. A." after "A. B.": each sentence said before
+    size = min(3, len(words))
+    grams = {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+    return all(f" {gram} " in earlier for gram in grams)
+
+
+def _plain(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
 
 
 def segment_record(segment: Any) -> dict[str, Any]:

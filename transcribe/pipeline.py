@@ -45,6 +45,7 @@ MAX_ATTEMPTS = 3
 # The second pass is kept unless Whisper was this much less sure of it (mean token
 # log-probability); measured on bench/heldout, where one prompt derailed a decoding.
 MAX_LOGPROB_DROP = 0.15
+MAX_LENGTH_CHANGE = 0.25  # and the two passes' word counts agree within this fraction
 TRANSCRIPT_NAME = "transcript.json"
 
 
@@ -211,9 +212,9 @@ def second_pass(
         "avg_logprob": mean_logprob(first),
         "second_avg_logprob": mean_logprob(result),
     }
-    if first_record["second_avg_logprob"] < first_record["avg_logprob"] - MAX_LOGPROB_DROP:
-        # A prompt can tip Whisper into fluent nonsense; its confidence drops when it does.
-        first_record.update(kept="first", second_text=result["text"])
+    derailed = derailment(first, result)
+    if derailed:
+        first_record.update(kept="first", second_text=result["text"], second_dropped=derailed)
         kept = Biasing(biasing.vocabulary, prepared.biasing.prompt, first_record, retrieved)
         first["transcribe_s"] = round(result["transcribe_s"] + first["transcribe_s"], 3)
         return replace(prepared, biasing=kept), first
@@ -221,6 +222,29 @@ def second_pass(
     result["transcribe_s"] = round(result["transcribe_s"] + first["transcribe_s"], 3)
     refined = Biasing(biasing.vocabulary, plan, first_pass=first_record, retrieved=retrieved)
     return replace(prepared, biasing=refined, options=options), result
+
+
+def derailment(first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    """Why the second pass must not be trusted, or None.
+
+    A prompt can tip Whisper into fluent nonsense (it is then much less sure of
+    itself) or into repeating the dictation at its end (words piled up with no
+    duration). Both passes heard the same audio, so their lengths must agree too.
+    """
+    if mean_logprob(second) < mean_logprob(first) - MAX_LOGPROB_DROP:
+        return "much lower log-probability"
+    words = [_words(first), _words(second)]
+    counts = [len(w) for w in words]
+    if abs(counts[1] - counts[0]) > max(3, MAX_LENGTH_CHANGE * counts[0]):
+        return f"{counts[1]} words where the first pass had {counts[0]}"
+    empty = [sum(w["end"] <= w["start"] for w in ws) for ws in words]
+    if empty[1] > empty[0] + 2:
+        return f"{empty[1]} words without duration (a repetition)"
+    return None
+
+
+def _words(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for segment in result["segments"] for w in segment.get("words") or ()]
 
 
 def mean_logprob(result: dict[str, Any]) -> float:
@@ -267,6 +291,7 @@ def transcript_record(
             "real_time_factor": round(result["transcribe_s"] / duration, 4) if duration else None,
         },
         "text": result["text"],
+        "hallucinations_dropped": result.get("hallucinations_dropped", []),
         "segments": result["segments"],
     }
 
