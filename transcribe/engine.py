@@ -12,12 +12,15 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Limits, TranscriptionConfig
 from .decode import decode_file
 from .errors import ModelError
 from .models import ResolvedModel, resolve_model
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -126,17 +129,18 @@ class WhisperEngine:
         }
 
     def transcribe(
-        self, audio: Path, options: DecodeOptions, limits: Limits | None = None
+        self, audio: Path | np.ndarray, options: DecodeOptions, limits: Limits | None = None
     ) -> dict[str, Any]:
         """Run Whisper and return plain data (segments, words, language, timings).
 
-        The file is decoded in a capped child process (:mod:`transcribe.decode`), never by
+        A file is decoded in a capped child process (:mod:`transcribe.decode`), never by
         faster-whisper in this process; ``limits`` are the workspace's (defaults if None).
-        A file the child refuses raises :class:`AudioError`.
+        A file the child refuses raises :class:`AudioError`. Samples already decoded that
+        way (16 kHz float32) are used as they are, so a second pass does not decode again.
         """
         model = self.model
         started = time.perf_counter()
-        samples = decode_file(audio, limits or Limits())
+        samples = decode_file(audio, limits or Limits()) if isinstance(audio, Path) else audio
         segments, info = model.transcribe(samples, **asdict(options))
         segments, echoes = drop_hallucinations([segment_record(s) for s in segments])
         elapsed = time.perf_counter() - started

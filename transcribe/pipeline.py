@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__
 from .batching import BatchSettings, transcribe_batched
 from .config import ClientConfig, Config
+from .decode import decode_file
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
 from .errors import AudioError, ModelError, StateError
@@ -157,13 +158,10 @@ def transcribe_file(
 ) -> tuple[dict[str, Any], Draft]:
     """Bias, decode and post-process one file; no job store involved (benchmarks use it)."""
     prepared = prepare(config, engine, dictation)
-    result = engine.transcribe(audio, prepared.options, config.limits)
+    samples = decode_file(audio, config.limits)  # once, for both passes
+    result = engine.transcribe(samples, prepared.options)
     prepared, result = second_pass(
-        config,
-        engine,
-        prepared,
-        result,
-        lambda options: engine.transcribe(audio, options, config.limits),
+        config, engine, prepared, result, lambda options: engine.transcribe(samples, options)
     )
     return finish(config, engine, prepared, result)
 
