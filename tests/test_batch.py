@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT, cli_workspace
+from tests.conftest import CLIENT, cli_workspace, set_config
 from transcribe.batch import BatchOptions, plan_groups, run_batch
 from transcribe.batching import BatchSettings, transcribe_batched
 from transcribe.config import Config
@@ -105,6 +105,7 @@ def test_long_files_are_decoded_in_pieces_without_losing_words(
 def test_a_batch_transcribes_the_inbox_and_writes_a_private_report(
     config: Config, clips: list[Path], engine_factory
 ) -> None:
+    config = set_config(config.paths.home, second_pass="true")  # the shipped default
     folder = config.paths.inbox / CLIENT
     for index in range(2):
         shutil.copyfile(clips[index], folder / f"good{index}.wav")

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.conftest import CLIENT, PROJECT, set_limits
+from tests.conftest import CLIENT, PROJECT, set_config
 
 runner = CliRunner()
 
@@ -93,7 +93,7 @@ def test_doctor_reports_the_verified_model() -> None:
 def test_contract_inbox_to_review_and_duplicate(tmp_path: Path, clips: list[Path]) -> None:
     home = tmp_path / "h"
     cli("--home", str(home), "init", "--demo")
-    set_limits(home, stable_seconds=0.2)
+    set_config(home, stable_seconds=0.2)
     shutil.copyfile(clips[0], home / "inbox" / CLIENT / "dictation.wav")
     cli("--home", str(home), "watch", "--once")
     [job] = json.loads(cli("--home", str(home), "status", "--json").stdout)
@@ -133,7 +133,7 @@ def test_a_watcher_killed_mid_transcription_resumes_without_loss_or_repeat(
 ) -> None:
     home = tmp_path / "h"
     cli("--home", str(home), "init", "--demo")
-    set_limits(home, stable_seconds=0.2)
+    set_config(home, stable_seconds=0.2)
     for index, clip in enumerate(clips[:4]):
         shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
     proc = subprocess.Popen(

@@ -17,7 +17,7 @@ import pytest
 from faster_whisper.audio import decode_audio
 
 from tests import audiogen
-from tests.conftest import CLIENT, PROJECT, cli_workspace, set_limits
+from tests.conftest import CLIENT, PROJECT, cli_workspace, set_config
 from transcribe.config import Limits
 from transcribe.decode import decode_file, decode_stream, probe_file
 from transcribe.errors import AudioError
@@ -188,7 +188,7 @@ def test_watch_quarantines_each_hostile_file_and_transcribes_the_good_one(
     home = tmp_path / "ws"
     cli = cli_workspace(home, [clips[0]])  # d0.wav, a good dictation
     # caps a real dictation fits in (its decoder needs ~150 MB and ~0.2 s of CPU)
-    set_limits(home, decode_memory_mb=256, decode_cpu_s=1, max_duration_min=5)
+    set_config(home, decode_memory_mb=256, decode_cpu_s=1, max_duration_min=5)
     inbox = home / "inbox" / CLIENT
     wide_wav(inbox / "wide.wav", 64)
     cpu_bomb(inbox / "bomb.flac")

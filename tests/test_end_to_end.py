@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT, PROJECT, set_limits
+from tests.conftest import CLIENT, PROJECT, set_config
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_a_dictation_ends_signed_encrypted_and_nowhere_in_clear(
 ) -> None:
     home = tmp_path / "ws"
     cli(home, "init", "--demo")
-    set_limits(home, stable_seconds=0.2)
+    set_config(home, stable_seconds=0.2)
     audio = home / "inbox" / CLIENT / "Quimperle-Gwendoline.wav"  # named after the patient
     shutil.copyfile(clips[0], audio)
     audio.with_name(audio.name + ".json").write_text(

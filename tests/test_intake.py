@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import audiogen
-from tests.conftest import CLIENT, set_limits
+from tests.conftest import CLIENT, set_config
 from transcribe.config import Config
 from transcribe.fsutil import sha256_file
 from transcribe.intake import (
@@ -193,11 +193,11 @@ def test_unknown_client_and_loose_files_are_quarantined(
 
 
 def test_caps_are_checked_before_decoding(home: Path, clips: list[Path]) -> None:
-    config = set_limits(home, max_file_mb=0.01, max_duration_min=10)
+    config = set_config(home, max_file_mb=0.01, max_duration_min=10)
     with JobStore(config.paths.database) as store:
         result = take_in(drop(config, clips[0], "big.wav"), config, store)
     assert "over the 0 MB cap" in result.job.reason
-    config = set_limits(home, max_file_mb=100, max_duration_min=0.01)
+    config = set_config(home, max_file_mb=100, max_duration_min=0.01)
     with JobStore(config.paths.database) as store:
         result = take_in(drop(config, clips[1], "long.wav"), config, store)
     assert "over the 0 min cap" in result.job.reason

@@ -56,9 +56,9 @@ def test_every_supported_format_reaches_review_with_word_probabilities(
 def test_a_file_still_being_written_is_not_taken_early(
     home: Path, clips: list[Path], engine_factory
 ) -> None:
-    from tests.conftest import set_limits
+    from tests.conftest import set_config
 
-    config = set_limits(home, stable_seconds=1.0)
+    config = set_config(home, stable_seconds=1.0)
     data = clips[2].read_bytes()
     target = config.paths.inbox / CLIENT / "slow.wav"
     chunks = [data[i : i + len(data) // 8 + 1] for i in range(0, len(data), len(data) // 8 + 1)]
