@@ -4,12 +4,14 @@ For each audio file with a reference ``NAME.txt`` beside it, runs plain faster-w
 (as its README shows: beam 5, language given) and the pipeline (vocabulary prompt,
 corrections, dictation formatting) with the same loaded model, in one run, and prints
 WER against the written reference, domain-term recall (``NAME.terms.txt``) and the
-real-time factor. ``--bias`` and ``--passes`` run the pipeline once per way of biasing
-Whisper (initial prompt, hotwords, none; one decoding, or a second pass prompted with
-the terms the first nearly heard), which is how the defaults were chosen.
+real-time factor. ``--bias``, ``--passes`` and ``--check`` run the pipeline once per
+way of biasing Whisper (initial prompt, hotwords, none; one decoding, or a second pass
+prompted with the terms the first nearly heard; lexicon corrections checked by Whisper
+on the audio, or by spelling alone), which is how the defaults were chosen.
 
     .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en \\
-        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none] [--passes 1,2]
+        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none] [--passes 1,2] \\
+        [--check on,off]
 
 WER is computed on normalised text (case folded, punctuation dropped, except inside
 numbers, hyphens read as spaces), so it scores words, not typography: "pre-action"
@@ -103,13 +105,14 @@ def collect(folders: list[Path]) -> dict[str, list[Item]]:
     return sets
 
 
-def bench_config(scratch: Path, bias: str, passes: int = 2) -> Config:
+def bench_config(scratch: Path, bias: str, passes: int = 2, check: bool = True) -> Config:
     """A scratch workspace whose only difference is how the vocabulary is used."""
-    home = scratch / f"{bias}-{passes}"
+    home = scratch / f"{bias}-{passes}-{check}"
     init_workspace(home)
     path = home / "transcribe.toml"
     text = path.read_text().replace('bias = "initial_prompt"', f'bias = "{bias}"')
     text = text.replace("second_pass = true", f"second_pass = {str(passes == 2).lower()}")
+    text = text.replace("acoustic_check = true", f"acoustic_check = {str(check).lower()}")
     path.write_text(text)
     return load_config(home)
 
@@ -137,20 +140,23 @@ def main() -> None:
     parser.add_argument(
         "--passes", default="2", help="comma-separated: 1 (one decoding), 2 (second pass)"
     )
+    parser.add_argument(
+        "--check", default="on", help="comma-separated: on (acoustic check), off (spelling only)"
+    )
     args = parser.parse_args()
     sets = collect(args.folders)
     variants = [
-        (bias, int(passes))
+        (bias, int(passes), check == "on")
         for bias in args.bias.split(",")
         for passes in args.passes.split(",")
+        for check in args.check.split(",")
         if not (bias == "none" and passes == "2")  # nothing to refocus
     ]
     with tempfile.TemporaryDirectory() as tmp:
         configs = {
-            f"{bias}, {passes} pass{'es' if passes > 1 else ''}": bench_config(
-                Path(tmp), bias, passes
-            )
-            for bias, passes in variants
+            f"{bias}, {passes} pass{'es' if passes > 1 else ''}"
+            f"{', checked' if check else ''}": bench_config(Path(tmp), bias, passes, check)
+            for bias, passes, check in variants
         }
         engine = WhisperEngine(next(iter(configs.values())).transcription)
         engine.load()  # once, outside the timings

@@ -114,6 +114,10 @@ def test_a_batch_transcribes_the_inbox_and_writes_a_private_report(
     saved = json.loads(Path(report.report_path).read_text())
     assert saved["speed_x_realtime"] > 0 and saved["failures"] == 0
     assert Path(report.report_path).stat().st_mode & 0o077 == 0
+    for job in report.jobs:  # the acoustic check reads its clips back from the file
+        folder = config.paths.work / "jobs" / job["id"]
+        draft = json.loads((folder / "draft.json").read_text())
+        assert "seconds" in draft["postprocessing"]["acoustic_check"]
 
 
 def test_deadline_and_max_jobs_stop_taking_new_jobs(

@@ -19,7 +19,7 @@ from faster_whisper.audio import decode_audio
 from tests import audiogen
 from tests.conftest import CLIENT, PROJECT, cli_workspace, set_config
 from transcribe.config import Limits
-from transcribe.decode import decode_file, decode_stream, probe_file
+from transcribe.decode import decode_file, decode_stream, probe_file, read_ranges
 from transcribe.errors import AudioError
 
 # --- hostile files, made on the spot ----------------------------------------------
@@ -112,6 +112,15 @@ def test_the_child_decodes_exactly_what_faster_whisper_decodes(
         pieces = list(decode_stream(path, Limits(), piece_s=0.7))
         assert {p.size for p in pieces[:-1]} == {11200} and 0 < pieces[-1].size <= 11200
         assert np.array_equal(np.concatenate(pieces), expected), path.name
+
+
+def test_ranges_are_read_in_one_streamed_pass_as_slices_of_the_whole(clips: list[Path]) -> None:
+    whole = decode_file(clips[3], Limits())
+    ranges = [(0.5, 1.25), (0.0, 0.1), (1.2, 3.0), (99.0, 100.0)]  # overlapping, past the end
+    got = read_ranges(clips[3], Limits(), ranges, piece_s=0.7)
+    for (a, b), part in zip(ranges, got, strict=True):
+        assert np.array_equal(part, whole[int(a * 16000) : int(b * 16000)])
+    assert got[-1].size == 0
 
 
 def test_a_tiny_memory_cap_fails_with_one_line(clips: list[Path]) -> None:

@@ -52,6 +52,9 @@ class TranscriptionConfig:
     # Decode again with the terms the first pass nearly heard leading the prompt
     # (transcribe/vocabulary/retrieve.py): better terms for about twice the time.
     second_pass: bool = True
+    # Let lexicon correction ask Whisper, on the audio, whether it would rather have
+    # heard a term that spelling alone cannot vouch for (vocabulary/acoustic.py).
+    acoustic_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,9 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
     second_pass = raw.get("second_pass", defaults.second_pass)
     if not isinstance(second_pass, bool):
         raise ConfigError("[transcription] second_pass must be true or false")
+    acoustic_check = raw.get("acoustic_check", defaults.acoustic_check)
+    if not isinstance(acoustic_check, bool):
+        raise ConfigError("[transcription] acoustic_check must be true or false")
     return TranscriptionConfig(
         model=model,
         device=_choice("transcription", "device", raw.get("device", "auto"), DEVICES),
@@ -179,6 +185,7 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
         cpu_threads=threads,
         bias=_choice("transcription", "bias", raw.get("bias", defaults.bias), BIAS_MODES),
         second_pass=second_pass,
+        acoustic_check=acoustic_check,
     )
 
 

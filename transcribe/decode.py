@@ -38,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -199,6 +199,30 @@ def decode_stream(path: Path, limits: Limits, piece_s: float) -> Iterator[np.nda
                     yield _as_float(raw)
                 return
             yield _as_float(raw)
+
+
+def read_ranges(
+    path: Path, limits: Limits, ranges: Sequence[tuple[float, float]], piece_s: float = 60.0
+) -> list[np.ndarray]:
+    """The audio of each ``(start_s, end_s)`` range, in one streamed decoding: for the
+    batched path, which keeps no file in memory whole. Ranges past the end come back
+    short (or empty)."""
+    import numpy as np
+
+    bounds = [(int(a * SAMPLE_RATE), int(b * SAMPLE_RATE)) for a, b in ranges]
+    parts: list[list[np.ndarray]] = [[] for _ in bounds]
+    offset = 0
+    last = max((end for _, end in bounds), default=0)
+    with contextlib.closing(decode_stream(path, limits, piece_s)) as pieces:
+        for piece in pieces:
+            for (start, end), found in zip(bounds, parts, strict=True):
+                lo, hi = max(start, offset), min(end, offset + len(piece))
+                if lo < hi:
+                    found.append(piece[lo - offset : hi - offset])
+            offset += len(piece)
+            if offset >= last:
+                break  # closing the stream stops the child
+    return [np.concatenate(p) if p else np.zeros(0, np.float32) for p in parts]
 
 
 def probe_file(path: Path, limits: Limits) -> AudioInfo:

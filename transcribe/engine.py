@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,6 +155,45 @@ class WhisperEngine:
             "transcribe_s": round(elapsed, 3),
             "hallucinations_dropped": echoes,
         }
+
+    def score_texts(
+        self, clip: np.ndarray, texts: Sequence[str], *, language: str, prompt: str | None
+    ) -> list[float]:
+        """The log-probability Whisper gives each text as the transcription of ``clip``.
+
+        Teacher-forced (the text is given, not searched for), with the same prompt the
+        decoding had: this is how lexicon correction asks the model whether it would
+        rather have heard the term. Beam search with five beams prunes a rare word's
+        unlikely first token ("tourn-iquet") before the audio can vouch for the rest;
+        scoring the whole word does not. ``clip`` is 16 kHz audio of at most 30 s; one
+        encoder run serves every text.
+        """
+        import ctranslate2
+        import numpy as np
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self.model
+        features = model.feature_extractor(clip)[..., :-1]
+        frames = min(features.shape[-1], model.feature_extractor.nb_max_frames)
+        padded = np.ascontiguousarray(pad_or_trim(features)[None])
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(padded), to_cpu=True)
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+        )
+        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        if prompt:
+            budget = model.max_length // 2 - 1  # as faster-whisper trims a prompt
+            start = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())[-budget:], *start]
+        tokens = [tokenizer.encode(text) for text in texts]
+        batch = np.ascontiguousarray(np.repeat(np.asarray(encoded), len(texts), axis=0))
+        results = model.model.align(
+            ctranslate2.StorageView.from_array(batch), start, tokens, [frames] * len(texts)
+        )
+        return [
+            float(np.log(np.maximum(np.asarray(r.text_token_probs, dtype=np.float64), 1e-12)).sum())
+            for r in results
+        ]
 
 
 ECHO_MAX_WORDS_PER_S = 6.0  # dictation runs at 2-3 words a second

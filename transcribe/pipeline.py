@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .batching import BatchSettings, transcribe_batched
 from .config import ClientConfig, Config
-from .decode import decode_file
+from .decode import SAMPLE_RATE, decode_file, read_ranges
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
 from .errors import AudioError, ModelError, StateError
@@ -38,7 +38,11 @@ from .postprocess import (
 from .progress import NullReporter, Reporter
 from .store import Job, JobState, JobStore
 from .vocabulary import LearningStore, TokenCounter, build_initial_prompt
+from .vocabulary.acoustic import AcousticCheck, Request
 from .vocabulary.retrieve import refocus, retrieve_terms
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +122,21 @@ def prepare(config: Config, engine: WhisperEngine, dictation: Dictation) -> Prep
     return Prepared(dictation, biasing, decode_options(config, dictation.language, prompt), learned)
 
 
+Clips = Callable[[Sequence[tuple[float, float]]], "list[np.ndarray]"]
+
+
 def finish(
-    config: Config, engine: WhisperEngine, prepared: Prepared, result: dict[str, Any]
+    config: Config,
+    engine: WhisperEngine,
+    prepared: Prepared,
+    result: dict[str, Any],
+    clips: Clips | None = None,
 ) -> tuple[dict[str, Any], Draft]:
-    """Whisper's result -> transcript record and post-processed draft."""
+    """Whisper's result -> transcript record and post-processed draft.
+
+    ``clips`` reads the audio of time ranges, for the acoustic check of lexicon
+    corrections; without it corrections rest on spelling alone.
+    """
     check_not_empty(engine, result)
     biasing, dictation = prepared.biasing, prepared.dictation
     if biasing.vocabulary is None and result["language"] in ("fr", "en"):
@@ -135,8 +150,36 @@ def finish(
         dictation.author,
         biasing=biasing,
         learned=prepared.learned,
+        check=acoustic_check(config, engine, transcript, clips),
     )
     return transcript, draft
+
+
+def acoustic_check(
+    config: Config, engine: WhisperEngine, transcript: dict[str, Any], clips: Clips | None
+) -> AcousticCheck | None:
+    """Whisper as the judge of doubtful lexicon corrections, with the prompt it decoded with."""
+    language = transcript["language"]
+    if clips is None or not config.transcription.acoustic_check or language not in ("fr", "en"):
+        return None
+    options = transcript["options"]
+    prompt = options.get("initial_prompt") or options.get("hotwords")
+
+    def score(requests: Sequence[Request]) -> list[list[float]]:
+        audio = clips([(start, end) for start, end, _ in requests])
+        return [
+            engine.score_texts(samples, texts, language=language, prompt=prompt)
+            if len(samples)
+            else [0.0] * len(texts)
+            for samples, (_, _, texts) in zip(audio, requests, strict=True)
+        ]
+
+    return AcousticCheck(score)
+
+
+def memory_clips(samples: np.ndarray) -> Clips:
+    """Ranges of audio already decoded (16 kHz)."""
+    return lambda ranges: [samples[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in ranges]
 
 
 def _counter(engine: WhisperEngine) -> TokenCounter | None:
@@ -163,7 +206,7 @@ def transcribe_file(
     prepared, result = second_pass(
         config, engine, prepared, result, lambda options: engine.transcribe(samples, options)
     )
-    return finish(config, engine, prepared, result)
+    return finish(config, engine, prepared, result, memory_clips(samples))
 
 
 Decoder = Callable[[DecodeOptions], "dict[str, Any] | AudioError"]
@@ -421,9 +464,11 @@ def _save_one(
             result,
             lambda options: transcribe_batched(engine, [path], options, settings, config.limits)[0],
         )
+        # Batches keep no file in memory: the check decodes just the ranges it needs.
+        clips: Clips = lambda ranges: read_ranges(path, config.limits, ranges)  # noqa: E731
+        transcript, draft = finish(config, engine, prepared, result, clips)
     except AudioError as exc:
         return quarantine_job(config, store, job, str(exc))
-    transcript, draft = finish(config, engine, prepared, result)
     return save_results(config, store, job, transcript, draft)
 
 

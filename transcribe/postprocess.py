@@ -32,6 +32,7 @@ from .vocabulary import (
     build_initial_prompt,
     load_vocabulary,
 )
+from .vocabulary.acoustic import AcousticCheck
 from .vocabulary.retrieve import Retrieved
 
 LEARNED_NAME = "learned.json"
@@ -123,15 +124,26 @@ def postprocess(
     *,
     biasing: Biasing,
     learned: LearningStore | None,
+    check: AcousticCheck | None = None,
 ) -> Draft:
-    """Learned corrections, then lexicon correction, then dictation formatting."""
+    """Learned corrections, then lexicon correction, then dictation formatting.
+
+    ``check`` lets lexicon correction ask Whisper about the audio (acoustic.py);
+    without it (``cli.py format``, text only) the spelling rules alone decide.
+    """
     record: dict[str, Any] = {"learned": [], "lexicon": [], "formatted": False}
     if learned is not None:
         result = learned.apply(words, client.id, author)
         words, record["learned"] = result.words, [asdict(r) for r in result.replacements]
     if biasing.vocabulary is not None:
-        result = LexiconMatcher.from_vocabulary(biasing.vocabulary, lang=language).correct(words)
+        matcher = LexiconMatcher.from_vocabulary(biasing.vocabulary, lang=language)
+        result = matcher.correct(words, check)
         words, record["lexicon"] = result.words, [asdict(r) for r in result.replacements]
+        if check is not None:
+            record["acoustic_check"] = {
+                "checked": [asdict(c) for c in result.checked],
+                "seconds": round(check.seconds, 3),
+            }
     if language in ("fr", "en"):
         timed = [TimedWord(str(w["word"]), float(w["start"]), float(w["end"])) for w in words]
         text = format_words(timed, language, options=DictationOptions(**client.dictation))

@@ -43,6 +43,7 @@ vad = true
 cpu_threads = 0            # 0: one thread per available core
 bias = "initial_prompt"    # initial_prompt | hotwords | none: how vocabulary reaches Whisper
 second_pass = true         # decode again, prompted with the terms the first pass nearly heard
+acoustic_check = true      # correct a doubtful word to a lexicon term Whisper prefers on the audio
 
 [limits]
 max_file_mb = 1024

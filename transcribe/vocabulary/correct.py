@@ -10,7 +10,12 @@ Rules, in the order they protect the text:
 * a plural or singular of a term is grammar, not a miss, and is left alone;
 * a candidate must pass both a spelling score and a sound-alike score
   (rapidfuzz ratio on :mod:`normalise` keys); overlapping candidates are
-  resolved best score first.
+  resolved best score first;
+* with the audio at hand (an :class:`~transcribe.vocabulary.acoustic.AcousticCheck`),
+  a candidate too far for those scores alone is still taken when Whisper,
+  scoring the same audio, prefers the term by a margin; it may change only
+  doubtful or unsure words, never a very common one ("the client" does not
+  become "our client").
 
 Every replacement is marked ``source: "lexicon"`` with the original text and
 probabilities, so the review loop can show and undo it.
@@ -18,14 +23,16 @@ probabilities, so the review loop can show and undo it.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rapidfuzz import fuzz, process
 
 from transcribe.errors import ConfigError
+from transcribe.vocabulary.acoustic import AcousticCheck, Proposal
 from transcribe.vocabulary.lexicon import shipped_word_list
 from transcribe.vocabulary.normalise import (
     compact_key,
@@ -45,6 +52,7 @@ from transcribe.vocabulary.words import (
 )
 
 LEXICON_SOURCE = "lexicon"
+UNHEARD_GAIN = -999.0  # recorded for words without timings (JSON has no -inf)
 _SURE, _UNSURE, _DOUBTFUL = 0, 1, 2
 _NOT_LETTER = re.compile(r"[\W_]+")
 
@@ -66,6 +74,12 @@ class CorrectionOptions:
 
     A word without a probability counts as sure. Set ``medium_min_score`` above
     100 to change doubtful words only.
+
+    With an acoustic check, a doubtful or unsure phrase that matches a term at
+    ``verify_min_score`` (70) is replaced when Whisper gives the window at least
+    ``min_acoustic_gain`` nats more log-probability with the term. On
+    ``bench/asr.py``'s sets true fixes gained +1 to +9 and false ones lost 4 to
+    25; the margin of 1 keeps near-ties as they were.
     """
 
     max_probability: float = 0.5
@@ -78,6 +92,9 @@ class CorrectionOptions:
     short_term_chars: int = 8
     short_term_min_score: float = 94.0
     protected_words: frozenset[str] = frozenset()
+    verify_min_score: float = 70.0
+    verify_min_spelling_score: float = 60.0
+    min_acoustic_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_probability <= self.sure_probability <= 1.0:
@@ -90,6 +107,8 @@ class CorrectionOptions:
             raise ConfigError("correction medium_min_score must be >= min_score")
         if self.max_span_words < 1 or self.min_term_chars < 1:
             raise ConfigError("correction span and term length must be positive")
+        if not 0.0 <= self.verify_min_spelling_score <= self.verify_min_score <= 100.0:
+            raise ConfigError("verified correction scores must satisfy 0 <= spelling <= min")
 
 
 @dataclass(frozen=True)
@@ -102,14 +121,27 @@ class Replacement:
     replacement: str
     score: float
     source: str
+    acoustic_gain: float | None = None  # set when Whisper was asked (see acoustic.py)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A candidate put to the acoustic check, taken or not (recorded in the draft)."""
+
+    heard: str
+    term: str
+    score: float
+    gain: float
+    taken: bool
 
 
 @dataclass(frozen=True)
 class CorrectionResult:
-    """The corrected words (JSON-ready dicts) and the list of changes made."""
+    """The corrected words (JSON-ready dicts), the changes made, and what was checked."""
 
     words: list[dict[str, Any]]
     replacements: tuple[Replacement, ...]
+    checked: tuple[Checked, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,7 @@ class _Candidate:
     end: int
     term: Term
     score: float
+    gain: float | None = None
 
 
 def _is_abbreviation(text: str) -> bool:
@@ -230,14 +263,52 @@ class LexiconMatcher:
             ),
         )
 
-    def correct(self, words: Iterable[Mapping[str, Any] | Any]) -> CorrectionResult:
-        """Apply lexicon replacements to a transcript's words."""
+    def correct(
+        self, words: Iterable[Mapping[str, Any] | Any], check: AcousticCheck | None = None
+    ) -> CorrectionResult:
+        """Apply lexicon replacements to a transcript's words.
+
+        ``check`` (the audio, through Whisper) lets looser candidates in when the
+        model prefers them; without it only the spelling rules decide.
+        """
         items = [as_word_dict(w) for w in words]
         bands = [self._band(w) for w in items]
         candidates = self._exact_candidates(items, bands)
         candidates += self._fuzzy_candidates(items, bands)
         chosen = _select(candidates)
-        return _apply(items, chosen)
+        if check is None:
+            return _apply(items, chosen)
+        verified, checked = self._verified(items, bands, chosen, check)
+        return _apply(items, sorted(chosen + verified, key=lambda c: c.start), checked)
+
+    def _verified(
+        self,
+        items: list[dict[str, Any]],
+        bands: Sequence[int],
+        chosen: Sequence[_Candidate],
+        check: AcousticCheck,
+    ) -> tuple[list[_Candidate], tuple[Checked, ...]]:
+        """Loose candidates clear of ``chosen``, kept when Whisper prefers the term."""
+        taken = {k for c in chosen for k in range(c.start, c.end)}
+        loose = [
+            c
+            for c in self._fuzzy_candidates(items, bands, loose=True)
+            if taken.isdisjoint(range(c.start, c.end))
+        ]
+        if not loose:
+            return [], ()
+        proposals = [
+            Proposal(c.start, c.end, replace_span(items, c.start, c.end, c.term.text)["word"])
+            for c in loose
+        ]
+        gains = check.gains(items, proposals)
+        passed = [
+            replace(c, gain=round(g, 2))
+            for c, g in zip(loose, gains, strict=True)
+            if g >= self.options.min_acoustic_gain
+        ]
+        kept = _select(passed, key=lambda c: (-(c.gain or 0.0), c.end - c.start, c.start))
+        return kept, _checked(items, loose, gains, kept)
 
     def _band(self, word: Mapping[str, Any]) -> int:
         """_SURE, _UNSURE or _DOUBTFUL; words an earlier pass changed count as sure."""
@@ -289,12 +360,12 @@ class LexiconMatcher:
         return found
 
     def _fuzzy_candidates(
-        self, items: Sequence[Mapping[str, Any]], bands: Sequence[int]
+        self, items: Sequence[Mapping[str, Any]], bands: Sequence[int], *, loose: bool = False
     ) -> list[_Candidate]:
         found: list[_Candidate] = []
         for i, j, text, comma in self._spans(items, bands):
             cores = [split_edges(w["word"])[1] for w in items[i:j]]
-            match = self._best_match(text, cores, bands[i:j], comma)
+            match = self._best_match(text, cores, bands[i:j], comma, loose=loose)
             if match is not None:
                 found.append(_Candidate(i, j, match[0], match[1]))
         return found
@@ -303,12 +374,20 @@ class LexiconMatcher:
         return all(word in self.common for word in normalise_words(text))
 
     def _best_match(
-        self, text: str, cores: list[str], bands: Sequence[int], comma: bool = False
+        self,
+        text: str,
+        cores: list[str],
+        bands: Sequence[int],
+        comma: bool = False,
+        *,
+        loose: bool = False,
     ) -> tuple[Term, float] | None:
         """The best-scoring term for a phrase, or None if nothing is close enough.
 
         A phrase with Whisper's comma inside may only become a term of as many
-        words, so the commas fall between the term's own words.
+        words, so the commas fall between the term's own words. ``loose``: the
+        thresholds for candidates the acoustic check will decide, which must not
+        change a very common word.
         """
         spelled = compact_key(text)
         if len(spelled) < self.options.min_term_chars - 1 or self._all_common(text):
@@ -321,7 +400,9 @@ class LexiconMatcher:
             spelled,
             self.spellings,
             scorer=fuzz.ratio,
-            score_cutoff=self.options.min_spelling_score,
+            score_cutoff=self.options.verify_min_spelling_score
+            if loose
+            else self.options.min_spelling_score,
             limit=8,
         ):
             term = self.terms[index]
@@ -329,13 +410,22 @@ class LexiconMatcher:
                 continue
             if comma and not _word_for_word(text, term):
                 continue
-            changed = _changed_bands(cores, term.text.split(), bands)
-            if changed is None or not changed:
-                continue  # a sure word would change, or nothing would
+            changed = _changed(cores, term.text.split())
+            changed_bands = [band for band, flag in zip(bands, changed, strict=True) if flag]
+            if not changed_bands or _SURE in changed_bands:
+                continue  # nothing would change, or a sure word would
             score = (spelling + fuzz.ratio(sound, self.sounds[index])) / 2
-            needed = self._needed(choice)
-            if _UNSURE in changed:
-                needed = max(needed, self.options.medium_min_score)
+            if loose:
+                if any(
+                    flag and compact_key(w) in self.common
+                    for w, flag in zip(cores, changed, strict=True)
+                ):
+                    continue
+                needed = self.options.verify_min_score
+            else:
+                needed = self._needed(choice)
+                if _UNSURE in changed_bands:
+                    needed = max(needed, self.options.medium_min_score)
             if score >= needed and (best is None or score > best[1]):
                 best = (term, score)
         return best
@@ -347,12 +437,32 @@ class LexiconMatcher:
         return max(self.options.min_score, self.options.short_term_min_score)
 
 
-def _changed_bands(spoken: list[str], written: list[str], bands: Sequence[int]) -> list[int] | None:
-    """Bands of the spoken words a replacement would change; None if one is sure.
+def _checked(
+    items: Sequence[Mapping[str, Any]],
+    asked: Sequence[_Candidate],
+    gains: Sequence[float],
+    kept: Sequence[_Candidate],
+) -> tuple[Checked, ...]:
+    """What the draft records of the acoustic check: every question and its answer."""
+    taken = {(c.start, c.end, c.term.key) for c in kept}
+    return tuple(
+        Checked(
+            heard="".join(str(w["word"]) for w in items[c.start : c.end]).strip(),
+            term=c.term.text,
+            score=round(c.score, 1),
+            gain=round(g, 2) if math.isfinite(g) else UNHEARD_GAIN,
+            taken=(c.start, c.end, c.term.key) in taken,
+        )
+        for c, g in zip(asked, gains, strict=True)
+    )
 
-    ``spoken`` holds one entry per Whisper word (with its band). Words are
-    aligned one to one when the counts match, else from both ends ("total
-    nearthroplasty" / "total knee arthroplasty" keeps "total").
+
+def _changed(spoken: list[str], written: list[str]) -> list[bool]:
+    """Which spoken words a replacement would change.
+
+    ``spoken`` holds one entry per Whisper word. Words are aligned one to one
+    when the counts match, else from both ends ("total nearthroplasty" / "total
+    knee arthroplasty" keeps "total").
     """
     same = [compact_key(a) == compact_key(b) for a, b in zip(spoken, written, strict=False)]
     if len(spoken) != len(written):
@@ -363,8 +473,7 @@ def _changed_bands(spoken: list[str], written: list[str], bands: Sequence[int]) 
         head = _leading_true(same)
         back = _leading_true(tail)
         same = [k < head or k >= len(spoken) - back for k in range(len(spoken))]
-    changed = [band for band, kept in zip(bands, same, strict=True) if not kept]
-    return None if _SURE in changed else changed
+    return [not kept for kept in same]
 
 
 def _word_for_word(text: str, term: Term) -> bool:
@@ -388,9 +497,16 @@ def _is_matchable(term: Term, options: CorrectionOptions) -> bool:
     )
 
 
-def _select(candidates: list[_Candidate]) -> list[_Candidate]:
-    """Best score first, shorter span on ties; overlapping weaker candidates lose."""
-    ordered = sorted(candidates, key=lambda c: (-c.score, c.end - c.start, c.start))
+def _select(
+    candidates: list[_Candidate],
+    key: Callable[[_Candidate], tuple[float, int, int]] = lambda c: (
+        -c.score,
+        c.end - c.start,
+        c.start,
+    ),
+) -> list[_Candidate]:
+    """Best first (score, else ``key``), shorter span on ties; overlapping ones lose."""
+    ordered = sorted(candidates, key=key)
     taken: set[int] = set()
     chosen: list[_Candidate] = []
     for candidate in ordered:
@@ -401,25 +517,34 @@ def _select(candidates: list[_Candidate]) -> list[_Candidate]:
     return sorted(chosen, key=lambda c: c.start)
 
 
-def _apply(items: list[dict[str, Any]], chosen: list[_Candidate]) -> CorrectionResult:
+def _apply(
+    items: list[dict[str, Any]], chosen: list[_Candidate], checked: tuple[Checked, ...] = ()
+) -> CorrectionResult:
     out: list[dict[str, Any]] = []
     replacements: list[Replacement] = []
     cursor = 0
     for cand in chosen:
         out.extend(items[cursor : cand.start])
         score = round(cand.score, 1)
-        merged = replace_span(
-            items, cand.start, cand.end, cand.term.text, source=LEXICON_SOURCE, score=score
-        )
+        marks: dict[str, Any] = {"source": LEXICON_SOURCE, "score": score}
+        if cand.gain is not None:
+            marks["acoustic_gain"] = cand.gain
+        merged = replace_span(items, cand.start, cand.end, cand.term.text, **marks)
         out.append(merged)
         replacements.append(
             Replacement(
-                cand.start, cand.end, merged["original"], cand.term.text, score, LEXICON_SOURCE
+                cand.start,
+                cand.end,
+                merged["original"],
+                cand.term.text,
+                score,
+                LEXICON_SOURCE,
+                cand.gain,
             )
         )
         cursor = cand.end
     out.extend(items[cursor:])
-    return CorrectionResult(out, tuple(replacements))
+    return CorrectionResult(out, tuple(replacements), checked)
 
 
 def correct_words(

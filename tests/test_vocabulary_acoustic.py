@@ -1,0 +1,147 @@
+"""Lexicon correction with Whisper as the judge: the real model scores the real audio.
+
+The words are what Whisper wrote for an espeak clip, with one word planted the way
+Whisper misspells rare terms: far enough from the term that spelling rules alone
+leave it, close enough for the acoustic check to ask the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audiogen import have_espeak, speak
+from transcribe.config import ClientConfig, Config, load_config
+from transcribe.decode import decode_file
+from transcribe.engine import WhisperEngine
+from transcribe.pipeline import (
+    Dictation,
+    acoustic_check,
+    decode_options,
+    memory_clips,
+    transcribe_file,
+)
+from transcribe.vocabulary import LexiconMatcher, load_vocabulary
+from transcribe.vocabulary.acoustic import AcousticCheck, Proposal
+from transcribe.workspace import init_workspace
+
+pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is needed to make speech")
+
+SENTENCE = "Tourniquet time was seventy minutes. The patella was resurfaced. There was no strain."
+CLIENT = ClientConfig(id="c", name="c", language="en", domain="medical")
+
+
+@dataclass(frozen=True)
+class Setup:
+    config: Config
+    engine: WhisperEngine
+    clip: Path
+    prompt: str  # the prompt the pipeline's second pass decoded the clip with
+    heard: list[dict[str, Any]]  # Whisper's words for the clip, unprompted
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    home = tmp_path_factory.mktemp("acoustic")
+    init_workspace(home)
+    config = load_config(home)
+    engine = WhisperEngine(config.transcription)
+    clip = speak(SENTENCE, home / "op-note.wav", voice="en-gb", rate=140)
+    transcript, _ = transcribe_file(config, engine, clip, Dictation(CLIENT, None, "en"))
+    plain = engine.transcribe(clip, decode_options(config, "en", None))
+    heard = [dict(w) for s in plain["segments"] for w in s["words"]]
+    return Setup(config, engine, clip, transcript["options"]["initial_prompt"], heard)
+
+
+def plant(words: list[dict[str, Any]], index: int, spelled: str) -> list[dict[str, Any]]:
+    """Word ``index`` misspelled as ``spelled`` and made doubtful, timings kept."""
+    planted = [dict(w) for w in words]
+    planted[index].update(word=f" {spelled}", probability=0.3)
+    return planted
+
+
+def check_for(setup: Setup) -> AcousticCheck:
+    samples = decode_file(setup.clip, setup.config.limits)
+    transcript = {"language": "en", "options": {"initial_prompt": setup.prompt}}
+    check = acoustic_check(setup.config, setup.engine, transcript, memory_clips(samples))
+    assert check is not None
+    return check
+
+
+def test_whisper_scores_the_spoken_sentence_above_near_misses(setup: Setup) -> None:
+    samples = decode_file(setup.clip, setup.config.limits)
+    texts = [
+        " Tourniquet time was 70 minutes. The patella was resurfaced.",
+        " Terniquet time was 70 minutes. The fatella was resurfaced.",
+        " Tournament time was 70 minutes. The patella was resurfaced.",
+    ]
+    for prompt in (None, setup.prompt):
+        scores = setup.engine.score_texts(samples, texts, language="en", prompt=prompt)
+        assert scores[0] > scores[1] and scores[0] > scores[2], prompt
+
+
+def test_a_term_too_far_for_spelling_is_taken_when_whisper_prefers_it(setup: Setup) -> None:
+    assert "tourniquet" in setup.heard[0]["word"].lower()
+    words = plant(setup.heard, 0, "terniquet")
+    matcher = LexiconMatcher.from_vocabulary(load_vocabulary("medical", "en"))
+    alone = matcher.correct(words)
+    assert "terniquet" in "".join(w["word"] for w in alone.words).lower()  # spelling says no
+
+    checked = matcher.correct(words, check_for(setup))
+    text = "".join(w["word"] for w in checked.words)
+    assert "tourniquet" in text.lower() and "terniquet" not in text.lower()
+    [change] = [r for r in checked.replacements if r.replacement == "tourniquet"]
+    assert change.original.strip().lower().startswith("terniquet")
+    assert change.acoustic_gain is not None and change.acoustic_gain >= 1.0
+    marked = next(w for w in checked.words if "tourniquet" in w["word"].lower())
+    assert marked["source"] == "lexicon" and marked["acoustic_gain"] == change.acoustic_gain
+
+
+def test_a_term_whisper_does_not_hear_is_left_and_recorded(setup: Setup) -> None:
+    """A doubtful "strain" (what was said) loosely matches the term "sprain"; Whisper,
+    on this audio, must turn the term down, and the draft must say it asked."""
+    last = len(setup.heard) - 1
+    words = plant(setup.heard, last, "strain.")
+    checked = LexiconMatcher.from_vocabulary(load_vocabulary("medical", "en")).correct(
+        words, check_for(setup)
+    )
+    [asked] = [c for c in checked.checked if c.heard == "strain."]
+    assert asked.term == "sprain" and not asked.taken and asked.gain < 1.0
+    assert checked.words[last]["word"] == " strain."
+
+
+def test_common_and_sure_words_are_never_put_to_the_check(setup: Setup) -> None:
+    vocabulary = load_vocabulary("legal", "en")
+    assert any(t.text == "our client" for t in vocabulary)
+    words = [
+        {"word": " The", "start": 0.0, "end": 0.3, "probability": 0.3},
+        {"word": " client", "start": 0.3, "end": 0.8, "probability": 0.95},
+        {"word": " signed", "start": 0.8, "end": 1.2, "probability": 0.98},
+    ]
+    asked: list[Proposal] = []
+
+    class Recorder(AcousticCheck):
+        def gains(self, words, proposals):  # type: ignore[override]
+            asked.extend(proposals)
+            return super().gains(words, proposals)
+
+    result = LexiconMatcher.from_vocabulary(vocabulary).correct(
+        words, Recorder(check_for(setup).scorer)
+    )
+    assert [w["word"] for w in result.words] == [" The", " client", " signed"]
+    assert not any(p.start == 0 for p in asked)  # "The" -> "our" is never proposed
+
+
+def test_the_pipeline_records_the_check_and_can_turn_it_off(setup: Setup) -> None:
+    config = setup.config
+    on = replace(config, transcription=replace(config.transcription, second_pass=False))
+    _, draft = transcribe_file(on, setup.engine, setup.clip, Dictation(CLIENT, None, "en"))
+    record = draft.record["acoustic_check"]
+    assert record["seconds"] >= 0 and isinstance(record["checked"], list)
+
+    off = replace(on, transcription=replace(on.transcription, acoustic_check=False))
+    _, draft = transcribe_file(off, setup.engine, setup.clip, Dictation(CLIENT, None, "en"))
+    assert "acoustic_check" not in draft.record

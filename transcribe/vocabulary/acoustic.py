@@ -1,0 +1,119 @@
+"""Ask Whisper itself whether it would rather have heard a lexicon term.
+
+Spelling and sound-alike scores find what a doubtful word might have been
+("terniquet" -> "tourniquet", "real function" -> "renal function"), but loose
+matching also finds "the client" -> "our client". The model can settle it: the
+same audio, scored with the same prompt, is either more likely to say the
+sentence with the term or the sentence as written (teacher-forced decoding,
+:meth:`transcribe.engine.WhisperEngine.score_texts`). Lexicon correction keeps a
+candidate too far for its spelling rules alone only when the term wins by a
+margin (``CorrectionOptions.min_acoustic_gain``).
+
+The words are cut into windows of about 20 s; each window holding a candidate
+is encoded once and every candidate in it is scored in one batch, so checking a
+dictation costs one encoder run per window with candidates, not per candidate.
+This module only plans windows and reads results: the scorer that runs the
+model is handed in (the pipeline builds it from the engine and the audio).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+WINDOW_S = 20.0  # words per encoder run; Whisper's own window is 30 s
+MAX_CLIP_S = 29.5
+EDGE_S = 0.3  # audio kept either side of the window's first and last word
+
+# One request per window: (start_s, end_s, texts). The answer: for each window, the
+# log-probability of each of its texts.
+Request = tuple[float, float, Sequence[str]]
+Scorer = Callable[[Sequence[Request]], list[list[float]]]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Replace words ``start:end`` (end exclusive) by one ``word`` (edges kept)."""
+
+    start: int
+    end: int
+    word: str
+
+
+class AcousticCheck:
+    """Log-probability gains of proposals over the words as Whisper wrote them."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.seconds = 0.0  # time spent in the model, for the draft's record
+
+    def gains(
+        self, words: Sequence[Mapping[str, Any]], proposals: Sequence[Proposal]
+    ) -> list[float]:
+        """For each proposal, how many nats more likely the window is with it.
+
+        ``-inf`` for a proposal whose words carry no timings (nothing to listen to).
+        """
+        gains = [-math.inf] * len(proposals)
+        timed = [k for k, p in enumerate(proposals) if _timed(words[p.start : p.end])]
+        if not timed:
+            return gains
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k in timed:
+            groups.setdefault(_window_of(words, proposals[k].start), []).append(k)
+        requests: list[Request] = []
+        members: list[list[int]] = []
+        for (lo, hi), group in groups.items():
+            lo = min(lo, *(proposals[k].start for k in group))
+            hi = max(hi, *(proposals[k].end for k in group))
+            texts = [_text(words, lo, hi)] + [_text(words, lo, hi, proposals[k]) for k in group]
+            start = max(0.0, _time(words[lo], "start") - EDGE_S)
+            end = min(_time(words[hi - 1], "end") + EDGE_S, start + MAX_CLIP_S)
+            requests.append((start, end, texts))
+            members.append(group)
+        started = time.perf_counter()
+        answers = self.scorer(requests)
+        self.seconds += time.perf_counter() - started
+        for group, scores in zip(members, answers, strict=True):
+            for k, score in zip(group, scores[1:], strict=True):
+                gains[k] = score - scores[0]
+        return gains
+
+
+def _timed(words: Sequence[Mapping[str, Any]]) -> bool:
+    return all(isinstance(w.get("start"), int | float) for w in words) and all(
+        isinstance(w.get("end"), int | float) for w in words
+    )
+
+
+def _window_of(words: Sequence[Mapping[str, Any]], index: int) -> tuple[int, int]:
+    """The window (word range) holding ``index``: consecutive spans of about WINDOW_S,
+    cut the same way for every proposal so that neighbours share one encoder run."""
+    lo = 0
+    while lo < len(words):
+        hi = lo + 1
+        begin = _time(words[lo], "start")
+        while hi < len(words) and _time(words[hi], "end") - begin <= WINDOW_S:
+            hi += 1
+        if index < hi:
+            return lo, hi
+        lo = hi
+    return max(0, len(words) - 1), len(words)
+
+
+def _time(word: Mapping[str, Any], key: str) -> float:
+    value = word.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _text(
+    words: Sequence[Mapping[str, Any]], lo: int, hi: int, proposal: Proposal | None = None
+) -> str:
+    if proposal is None:
+        return "".join(str(w["word"]) for w in words[lo:hi])
+    before = "".join(str(w["word"]) for w in words[lo : proposal.start])
+    after = "".join(str(w["word"]) for w in words[proposal.end : hi])
+    return before + proposal.word + after
