@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.conftest import CLIENT, PROJECT
+from tests.conftest import CLIENT, PROJECT, set_config
 from transcribe.archive import archive_pending, list_archive
 from transcribe.config import Config, load_config
 from transcribe.documents import (
@@ -128,12 +127,7 @@ def workspace(root: Path, **folders: Path) -> Config:
     """A demo workspace in ``root/home`` whose ``[paths]`` folders may live elsewhere."""
     home = root / "home"
     init_workspace(home, demo=True)
-    config_file = home / "transcribe.toml"
-    text = config_file.read_text(encoding="utf-8")
-    for name, folder in folders.items():
-        text, count = re.subn(rf'(?m)^{name} = "{name}"', f'{name} = "{folder}"', text)
-        assert count == 1, name
-    config_file.write_text(text, encoding="utf-8")
+    set_config(home, **{name: f'"{folder}"' for name, folder in folders.items()})
     init_workspace(home, demo=True)  # creates the moved folders, owner-only
     return load_config(home)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .batching import BatchSettings, transcribe_batched
-from .config import ClientConfig, Config
+from .config import ClientConfig, Config, Limits
 from .decode import SAMPLE_RATE, decode_file, read_ranges
 from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
 from .engine import DecodeOptions, WhisperEngine
@@ -180,6 +180,12 @@ def acoustic_check(
 def memory_clips(samples: np.ndarray) -> Clips:
     """Ranges of audio already decoded (16 kHz)."""
     return lambda ranges: [samples[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in ranges]
+
+
+def file_clips(path: Path, limits: Limits) -> Clips:
+    """Ranges read back from the file in one capped, streamed decoding: batches keep
+    no file in memory whole."""
+    return lambda ranges: read_ranges(path, limits, ranges)
 
 
 def _counter(engine: WhisperEngine) -> TokenCounter | None:
@@ -464,9 +470,9 @@ def _save_one(
             result,
             lambda options: transcribe_batched(engine, [path], options, settings, config.limits)[0],
         )
-        # Batches keep no file in memory: the check decodes just the ranges it needs.
-        clips: Clips = lambda ranges: read_ranges(path, config.limits, ranges)  # noqa: E731
-        transcript, draft = finish(config, engine, prepared, result, clips)
+        transcript, draft = finish(
+            config, engine, prepared, result, file_clips(path, config.limits)
+        )
     except AudioError as exc:
         return quarantine_job(config, store, job, str(exc))
     return save_results(config, store, job, transcript, draft)

@@ -18,6 +18,7 @@ model is handed in (the pipeline builds it from the engine and the audio).
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,9 +62,12 @@ class AcousticCheck:
         timed = [k for k, p in enumerate(proposals) if _timed(words[p.start : p.end])]
         if not timed:
             return gains
+        windows = _windows(words)
+        starts = [lo for lo, _ in windows]
         groups: dict[tuple[int, int], list[int]] = {}
         for k in timed:
-            groups.setdefault(_window_of(words, proposals[k].start), []).append(k)
+            window = windows[bisect.bisect_right(starts, proposals[k].start) - 1]
+            groups.setdefault(window, []).append(k)
         requests: list[Request] = []
         members: list[list[int]] = []
         for (lo, hi), group in groups.items():
@@ -89,19 +93,19 @@ def _timed(words: Sequence[Mapping[str, Any]]) -> bool:
     )
 
 
-def _window_of(words: Sequence[Mapping[str, Any]], index: int) -> tuple[int, int]:
-    """The window (word range) holding ``index``: consecutive spans of about WINDOW_S,
-    cut the same way for every proposal so that neighbours share one encoder run."""
+def _windows(words: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Consecutive word ranges of about WINDOW_S each, covering every word: proposals
+    in one range share one encoder run."""
+    windows: list[tuple[int, int]] = []
     lo = 0
     while lo < len(words):
         hi = lo + 1
         begin = _time(words[lo], "start")
         while hi < len(words) and _time(words[hi], "end") - begin <= WINDOW_S:
             hi += 1
-        if index < hi:
-            return lo, hi
+        windows.append((lo, hi))
         lo = hi
-    return max(0, len(words) - 1), len(words)
+    return windows
 
 
 def _time(word: Mapping[str, Any], key: str) -> float:
