@@ -43,7 +43,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 model: venv
-	@$(PY) -m transcribe.models
+	@$(PY) -m transcribe.asr.models
 
 demo: setup
 	$(PY) cli.py --home $(DEMO_HOME) demo

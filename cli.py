@@ -134,8 +134,8 @@ def watch(
     ] = False,
 ) -> None:
     """Take in dictations from inbox/<client>/ and transcribe them."""
-    from transcribe.engine import WhisperEngine
-    from transcribe.watcher import watch as run_watch
+    from transcribe.asr.engine import WhisperEngine
+    from transcribe.runners.watcher import watch as run_watch
 
     with errors_to_exit():
         config = _config()
@@ -211,8 +211,8 @@ def show(
 @app.command()
 def demo() -> None:
     """Make a demo workspace, drop sample dictations, run the pipeline, show the result."""
-    from transcribe.demo import run_demo
-    from transcribe.engine import WhisperEngine
+    from transcribe.asr.engine import WhisperEngine
+    from transcribe.runners.demo import run_demo
     from transcribe.workspace import init_workspace, open_workspace
 
     with errors_to_exit():
@@ -338,8 +338,8 @@ def batch(
     max_jobs: Annotated[int | None, typer.Option(min=1, help="At most this many jobs.")] = None,
 ) -> None:
     """Overnight run: take in the inbox, then transcribe everything pending."""
-    from transcribe.batch import BatchOptions, run_batch
-    from transcribe.engine import WhisperEngine
+    from transcribe.asr.engine import WhisperEngine
+    from transcribe.runners.batch import BatchOptions, run_batch
 
     with errors_to_exit():
         config = _config()
@@ -368,9 +368,9 @@ def batch(
 @app.command()
 def retry(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
     """Send a failed job back to the stage that failed (transcription or letter)."""
-    from transcribe.audit import operator_id
-    from transcribe.pipeline import retry_job
+    from transcribe.stages.transcription import retry_job
     from transcribe.store import JobStore
+    from transcribe.store.audit import operator_id
 
     with errors_to_exit():
         config = _config()
@@ -391,7 +391,7 @@ def format_command(
     ] = None,
 ) -> None:
     """Dictated text on stdin, written text on stdout (to check the rules)."""
-    from transcribe.postprocess import format_text
+    from transcribe.asr.postprocess import format_text
 
     with errors_to_exit():
         client_cfg = None
@@ -414,7 +414,7 @@ def templates_check(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable fields.")] = False,
 ) -> None:
     """Each template's required and optional fields, and what is wrong with them."""
-    from transcribe.letter import templates_report
+    from transcribe.stages.letter import templates_report
 
     with errors_to_exit():
         report, problems = templates_report(_config(), client)
@@ -514,8 +514,8 @@ def approve(
     ] = None,
 ) -> None:
     """Approve a job in review without the terminal loop (required fields are checked)."""
-    from transcribe.letter import finish_approved
     from transcribe.review import approve_job, parse_field_args, read_text_arg, reviewer_id
+    from transcribe.stages.letter import finish_approved
     from transcribe.store import JobStore
 
     with errors_to_exit():
@@ -553,8 +553,8 @@ app.add_typer(keys_app, name="keys")
 @contextmanager
 def _audited_store() -> Iterator[tuple[Config, Any]]:
     """Config and job store, with the operator as the audit log's actor."""
-    from transcribe.audit import operator_id
     from transcribe.store import JobStore
+    from transcribe.store.audit import operator_id
 
     config = _config()
     with JobStore(config.paths.database, actor=operator_id()) as store:
@@ -644,7 +644,7 @@ def archive_purge(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit log's hash chain; name the first bad entry."""
-    from transcribe.audit import verify_audit
+    from transcribe.store.audit import verify_audit
 
     with errors_to_exit(), _audited_store() as (_, store):
         report = verify_audit(store)
@@ -657,7 +657,7 @@ def audit_export(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON-lines file (0600).")],
 ) -> None:
     """Write the audit log, hashes included, as JSON lines."""
-    from transcribe.audit import export_audit
+    from transcribe.store.audit import export_audit
 
     with errors_to_exit(), _audited_store() as (_, store):
         count = export_audit(store, output)

@@ -34,9 +34,9 @@ sys.path.insert(0, str(PROJECT))
 import jiwer  # noqa: E402
 from textnorm import AUDIO, language_of, normalise  # noqa: E402
 
+from transcribe.asr.engine import WhisperEngine  # noqa: E402
 from transcribe.config import ClientConfig, Config, load_config  # noqa: E402
-from transcribe.engine import WhisperEngine  # noqa: E402
-from transcribe.pipeline import Dictation, transcribe_file  # noqa: E402
+from transcribe.stages.transcription import Dictation, transcribe_file  # noqa: E402
 from transcribe.workspace import init_workspace  # noqa: E402
 
 

@@ -87,10 +87,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from tests.audiogen import speak  # noqa: E402
-from transcribe.audit import verify_audit  # noqa: E402
 from transcribe.config import Config, load_config  # noqa: E402
 from transcribe.fsutil import TMP_PREFIX, sha256_file  # noqa: E402
 from transcribe.store import Job, JobState, JobStore  # noqa: E402
+from transcribe.store.audit import verify_audit  # noqa: E402
 
 COUNTS = ("lost", "duplicated", "claimed_twice", "stuck", "plaintext", "integrity", "audit")
 STAGES = ("watch", "once", "batch", "approve", "pair", "busy")

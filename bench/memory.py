@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--plain", action="store_true")
     args = parser.parse_args()
-    from transcribe.models import resolve_model
+    from transcribe.asr.models import resolve_model
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)

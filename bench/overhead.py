@@ -32,9 +32,9 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from transcribe.demo import SAMPLES  # noqa: E402
-from transcribe.engine import available_cores  # noqa: E402
-from transcribe.models import embedded_dir  # noqa: E402
+from transcribe.asr.engine import available_cores  # noqa: E402
+from transcribe.asr.models import embedded_dir  # noqa: E402
+from transcribe.runners.demo import SAMPLES  # noqa: E402
 
 CLIENT = {"en": "riverside-clinic", "fr": "cabinet-martin"}
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(PROJECT))
 import jiwer  # noqa: E402
 from textnorm import audio_files, language_of, normalise, reference  # noqa: E402
 
-from transcribe.engine import cuda_device_count  # noqa: E402
-from transcribe.models import resolve_model  # noqa: E402
+from transcribe.asr.engine import cuda_device_count  # noqa: E402
+from transcribe.asr.models import resolve_model  # noqa: E402
 
 PLAIN = """
 import json, sys

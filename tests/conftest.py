@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests import audiogen
+from transcribe.asr.engine import WhisperEngine
 from transcribe.config import Config, load_config
-from transcribe.engine import WhisperEngine
 from transcribe.workspace import init_workspace
 
 PROJECT = Path(__file__).resolve().parent.parent

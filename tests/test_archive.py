@@ -38,7 +38,6 @@ from transcribe.archive import (
 )
 from transcribe.archive import crypto as archive_crypto
 from transcribe.archive import write as archive_write
-from transcribe.audit import verify_audit
 from transcribe.config import Config
 from transcribe.documents import (
     DocumentMetadata,
@@ -49,8 +48,9 @@ from transcribe.documents import (
 )
 from transcribe.errors import ConfigError, StateError, WorkspaceError
 from transcribe.keys import PASSPHRASE_ENV, ArchiveKeys, load_identities
-from transcribe.pipeline import job_dir
+from transcribe.stages.transcription import job_dir
 from transcribe.store import Job, JobState, JobStore, new_job_id
+from transcribe.store.audit import verify_audit
 from transcribe.workspace import init_workspace
 
 pytestmark = pytest.mark.skipif(

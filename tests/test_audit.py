@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from tests.conftest import PROJECT
-from transcribe import store as store_module
-from transcribe.audit import AuditError, export_audit, verify_audit
-from transcribe.auditchain import GENESIS, entry_hash
-from transcribe.store import MIGRATIONS, JobState, JobStore, new_job_id
+from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import sqlite as store_module
+from transcribe.store.audit import AuditError, export_audit, verify_audit
+from transcribe.store.auditchain import GENESIS, entry_hash
+from transcribe.store.sqlite import MIGRATIONS
 
 runner = CliRunner()
 CHAIN_MIGRATION = next(i for i, script in enumerate(MIGRATIONS) if "prev_hash" in script)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLIENT, cli_workspace, set_config
-from transcribe.batch import BatchOptions, plan_groups, run_batch
-from transcribe.batching import BatchSettings, transcribe_batched
+from transcribe.asr.batching import BatchSettings, transcribe_batched
+from transcribe.asr.engine import DecodeOptions
 from transcribe.config import Config
-from transcribe.engine import DecodeOptions
+from transcribe.runners.batch import BatchOptions, plan_groups, run_batch
 from transcribe.store import Job, JobState
 
 pytestmark = pytest.mark.slow

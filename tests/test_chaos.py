@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import CLIENT, PROJECT
 from transcribe.config import Config
 from transcribe.fsutil import TMP_PREFIX, temp_prefix
-from transcribe.intake import sweep_temp_files
+from transcribe.stages.intake import sweep_temp_files
 from transcribe.store import JobStore, claim_is_stale
 
 COUNTS_LINE = re.compile(
@@ -195,7 +195,7 @@ def test_ctrl_c_while_the_warm_libreoffice_starts_leaves_no_server_running(
 ) -> None:
     """The watcher turns SIGTERM into Ctrl-C; arriving while unoserver boots, it must
     not leave that server (in a session of its own) running for ever."""
-    from transcribe.letter import _converter_for
+    from transcribe.stages.letter import _converter_for
 
     main = threading.get_ident()
 

@@ -18,8 +18,8 @@ from faster_whisper.audio import decode_audio
 
 from tests import audiogen
 from tests.conftest import CLIENT, PROJECT, cli_workspace, set_config
+from transcribe.asr.decode import decode_file, decode_stream, probe_file, read_ranges
 from transcribe.config import Limits
-from transcribe.decode import decode_file, decode_stream, probe_file, read_ranges
 from transcribe.errors import AudioError
 
 # --- hostile files, made on the spot ----------------------------------------------
@@ -148,7 +148,7 @@ def test_the_child_counts_what_it_decodes_whatever_the_header_says(tmp_path: Pat
     # the child stops by itself, without the parent's second check
     limits = ["--max-samples", "16000", "--memory-mb", "2048", "--cpu-s", "60"]
     child = subprocess.run(
-        [sys.executable, "-m", "transcribe.decode", *limits, "--", str(liar)],
+        [sys.executable, "-m", "transcribe.asr.decode", *limits, "--", str(liar)],
         capture_output=True,
         cwd=PROJECT,
         check=False,

@@ -40,11 +40,11 @@ from transcribe.documents import (
     render_pdf,
 )
 from transcribe.fsutil import TMP_PREFIX, atomic_write_json
-from transcribe.intake import take_in
-from transcribe.letter import finish_all_approved, finish_approved, letter_path, render_job
-from transcribe.pipeline import job_dir
+from transcribe.runners.watcher import watch
+from transcribe.stages.intake import take_in
+from transcribe.stages.letter import finish_all_approved, finish_approved, letter_path, render_job
+from transcribe.stages.transcription import job_dir
 from transcribe.store import Job, JobState, JobStore, new_job_id
-from transcribe.watcher import watch
 from transcribe.workspace import init_workspace
 
 pytestmark = pytest.mark.skipif(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from transcribe.batching import BatchSettings, transcribe_batched
+from transcribe.asr.batching import BatchSettings, transcribe_batched
+from transcribe.asr.engine import DecodeOptions, WhisperEngine, choose_device, cuda_device_count
 from transcribe.config import TranscriptionConfig
-from transcribe.engine import DecodeOptions, WhisperEngine, choose_device, cuda_device_count
 
 pytestmark = pytest.mark.skipif(cuda_device_count() == 0, reason="no CUDA GPU on this machine")
 

@@ -40,11 +40,11 @@ from tests import audiogen
 from tests.conftest import CLIENT
 from transcribe.config import Config
 from transcribe.fsutil import TMP_PREFIX, sha256_file
-from transcribe.intake import finish_pending_intake, is_ignored, scan_inbox, take_in
-from transcribe.pipeline import transcript_path
-from transcribe.sidecar import display_name
+from transcribe.runners.watcher import WatchSummary, watch
+from transcribe.stages.intake import finish_pending_intake, is_ignored, scan_inbox, take_in
+from transcribe.stages.sidecar import display_name
+from transcribe.stages.transcription import transcript_path
 from transcribe.store import Job, JobState, JobStore
-from transcribe.watcher import WatchSummary, watch
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from tests import audiogen
 from tests.conftest import CLIENT, set_config
 from transcribe.config import Config
 from transcribe.fsutil import sha256_file
-from transcribe.intake import (
+from transcribe.stages.intake import (
     StabilityTracker,
     finish_pending_intake,
     is_ignored,

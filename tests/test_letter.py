@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from cli import app
 from transcribe.config import Config, load_config
 from transcribe.fsutil import atomic_write_json
-from transcribe.letter import letter_path, render_job, required_fields
-from transcribe.pipeline import job_dir
+from transcribe.stages.letter import letter_path, render_job, required_fields
+from transcribe.stages.transcription import job_dir
 from transcribe.store import JobState, JobStore, new_job_id
 
 runner = CliRunner()

@@ -14,7 +14,6 @@ from tests.conftest import CLIENT
 from transcribe.config import Config
 from transcribe.draft import load_draft, new_draft, save_draft
 from transcribe.errors import ConfigError, StateError
-from transcribe.pipeline import draft_path, job_dir
 from transcribe.review import (
     APPROVED_NAME,
     CORRECTIONS_NAME,
@@ -34,6 +33,7 @@ from transcribe.review import (
 from transcribe.review.approval import parse_field_args, word_diff
 from transcribe.review.i18n import STRINGS, Messages
 from transcribe.review.settings import ACTIONS, SETTINGS_NAME, parse_settings
+from transcribe.stages.transcription import draft_path, job_dir
 from transcribe.store import JobState, JobStore, new_job_id
 
 TEXT = "Dear Doctor Patl, thank you for seeing this patient. She has palpitations."

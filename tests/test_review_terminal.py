@@ -22,8 +22,8 @@ from transcribe.config import Config
 from transcribe.draft import load_draft
 from transcribe.review import ReviewSettings
 from transcribe.review.session import is_doubtful
+from transcribe.runners.watcher import watch
 from transcribe.store import JobState, JobStore
-from transcribe.watcher import watch
 
 pytestmark = pytest.mark.slow
 REVIEWER = "secretary@test"

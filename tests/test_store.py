@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from transcribe.errors import JobNotFound, StateError, StoreError
-from transcribe.store import MIGRATIONS, JobState, JobStore, new_job_id
+from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store.sqlite import MIGRATIONS
 
 
 @pytest.fixture

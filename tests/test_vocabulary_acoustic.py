@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from tests.audiogen import have_espeak, speak
+from transcribe.asr.decode import decode_file
+from transcribe.asr.engine import WhisperEngine
 from transcribe.config import ClientConfig, Config, load_config
-from transcribe.decode import decode_file
-from transcribe.engine import WhisperEngine
-from transcribe.pipeline import (
+from transcribe.stages.transcription import (
     Dictation,
     acoustic_check,
     decode_options,

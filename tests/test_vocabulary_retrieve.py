@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.audiogen import have_espeak, speak
+from transcribe.asr.engine import DecodeOptions, WhisperEngine, drop_hallucinations
 from transcribe.config import ClientConfig, load_config
-from transcribe.engine import DecodeOptions, WhisperEngine, drop_hallucinations
-from transcribe.pipeline import Dictation, prepare, second_pass, transcribe_file
+from transcribe.stages.transcription import Dictation, prepare, second_pass, transcribe_file
 from transcribe.vocabulary import load_vocabulary
 from transcribe.vocabulary.retrieve import refocus, retrieve_terms
 from transcribe.workspace import init_workspace

@@ -15,9 +15,9 @@ from tests import audiogen
 from tests.conftest import CLIENT
 from transcribe.config import Config
 from transcribe.fsutil import sha256_file
-from transcribe.pipeline import transcript_path
+from transcribe.runners.watcher import watch
+from transcribe.stages.transcription import transcript_path
 from transcribe.store import JobState, JobStore
-from transcribe.watcher import watch
 
 pytestmark = pytest.mark.slow
 

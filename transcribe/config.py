@@ -67,7 +67,7 @@ class Limits:
     scan_interval_s: float = 30.0
     claim_timeout_s: float = 4 * 3600.0
     max_sidecar_kb: float = 64.0
-    # The decoding child (transcribe/decode.py): address space, CPU seconds, and the
+    # The decoding child (transcribe/asr/decode.py): address space, CPU seconds, and the
     # wall-clock time the service waits for its output, per file.
     decode_memory_mb: float = 1024.0  # a 4-hour 44.1 kHz stereo mp3 peaks at ~180 MB
     decode_cpu_s: float = 600.0  # that mp3 takes ~18 s of CPU on a 2-core VM

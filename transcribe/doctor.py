@@ -8,10 +8,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .asr.engine import choose_device, cuda_device_count
+from .asr.models import EMBEDDED_SOURCES, embedded_dir, resolve_model
 from .config import TranscriptionConfig
-from .engine import choose_device, cuda_device_count
 from .errors import TranscribeError
-from .models import EMBEDDED_SOURCES, embedded_dir, resolve_model
 
 PACKAGES = ("faster-whisper", "ctranslate2", "av", "watchdog", "typer", "rich")
 TOOLS = {

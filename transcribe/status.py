@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .audit import operator_id
 from .config import Config
 from .draft import load_draft
 from .errors import StateError
-from .pipeline import draft_path, transcript_path
+from .stages.transcription import draft_path, transcript_path
 from .store import JobStore
+from .store.audit import operator_id
 
 STATUS_FIELDS = (
     "id",

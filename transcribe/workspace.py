@@ -12,11 +12,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .asr.models import PROJECT_ROOT
 from .config import CONFIG_NAME, Config, load_config
 from .errors import WorkspaceError
 from .fsutil import atomic_write_text
 from .keys import ensure_archive_keys
-from .models import PROJECT_ROOT
 from .store import JobStore
 
 SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"

@@ -11,7 +11,7 @@ Public API (the rest of the package is implementation):
 * :func:`rotate_keys` — re-encrypt everything to a new archive key.
 
 Keys live in ``keys/`` (see :mod:`transcribe.keys`); the audit trail is the job
-store's ``events`` table (see :mod:`transcribe.audit`).
+store's ``events`` table (see :mod:`transcribe.store.audit`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from ..config import Config
 from ..errors import ConfigError, ExternalToolError, StateError, WorkspaceError
 from ..fsutil import fsync_dir, remove_files, write_failure
 from ..keys import ArchiveKeys, Identity, Recipient
-from ..pipeline import job_dir
+from ..stages.transcription import job_dir
 from ..store import Job, JobState, JobStore
 from .crypto import ArchiveError, Sealed, private_dirs, seal
 from .index import job_terms, names_in, save_item, save_terms

@@ -266,7 +266,7 @@ class WarmConverter:
         soffice = find_soffice(self.soffice)
         python = find_uno_python(self.python)
         # named after this process, LibreOffice's temporary files inside: recovery
-        # sweeps what a killed batch leaves (see transcribe.intake.sweep_temp_files)
+        # sweeps what a killed batch leaves (see transcribe.stages.intake.sweep_temp_files)
         self._scratch = tempfile.TemporaryDirectory(
             prefix=temp_prefix() + "lo-warm-", dir=self.scratch_dir
         )

@@ -5,7 +5,7 @@ checks (state, lock, required fields) and the files it leaves are the same howev
 a letter is approved. Files in ``work/jobs/<job>/``:
 
 * ``approved.json`` — the approved text and fields, who approved, when. The letter
-  stage (:func:`transcribe.letter.finish_approved`) reads it: ``approve`` runs it at
+  stage (:func:`transcribe.stages.letter.finish_approved`) reads it: ``approve`` runs it at
   once, and ``watch``/``batch`` pick up jobs approved in the review loop.
 * ``corrections.json`` — the first draft's text, every edit as it was made, and the
   word-aligned diff of first draft -> current text, for learning.
@@ -23,13 +23,13 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-from ..audit import operator_id
 from ..config import Config
 from ..draft import TOKEN, load_draft, save_draft, with_text
 from ..errors import ConfigError, StateError, TranscribeError
 from ..fsutil import atomic_write_json
-from ..pipeline import draft_path, job_dir
+from ..stages.transcription import draft_path, job_dir
 from ..store import Job, JobState, JobStore
+from ..store.audit import operator_id
 from .settings import load_settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..draft import load_draft
-from ..pipeline import draft_path
+from ..stages.transcription import draft_path
 from ..store import Job, JobState, JobStore
 from .session import count_doubtful
 from .settings import ReviewSettings

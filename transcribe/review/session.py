@@ -31,7 +31,7 @@ from typing import Any
 from ..config import Config
 from ..draft import TOKEN, load_draft, save_draft, with_text
 from ..errors import ConfigError, StateError
-from ..pipeline import draft_path
+from ..stages.transcription import draft_path
 from ..store import Job, JobState, JobStore
 from .approval import (
     approve_job,

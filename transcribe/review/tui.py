@@ -36,7 +36,7 @@ from prompt_toolkit.styles import Style
 
 from ..config import Config
 from ..errors import ConfigError, TranscribeError
-from ..pipeline import job_dir
+from ..stages.transcription import job_dir
 from .audio import Listening, Player, detect_player
 from .i18n import Messages
 from .queue import QueueEntry, format_age, format_duration, review_queue

@@ -5,7 +5,7 @@ Spelling and sound-alike scores find what a doubtful word might have been
 matching also finds "the client" -> "our client". The model can settle it: the
 same audio, scored with the same prompt, is either more likely to say the
 sentence with the term or the sentence as written (teacher-forced decoding,
-:meth:`transcribe.engine.WhisperEngine.score_texts`). Lexicon correction keeps a
+:meth:`transcribe.asr.engine.WhisperEngine.score_texts`). Lexicon correction keeps a
 candidate too far for its spelling rules alone only when the term wins by a
 margin (``CorrectionOptions.min_acoustic_gain``).
 

@@ -2,7 +2,7 @@
 
 Every state change, view, export, decryption, deletion and key rotation is an entry
 (time, actor, action, job id, states, a detail without personal data), chained to
-the one before by SHA-256 (see :mod:`transcribe.auditchain`). :func:`verify_audit`
+the one before by SHA-256 (see :mod:`transcribe.store.auditchain`). :func:`verify_audit`
 recomputes the chain and names the first bad entry: altered, deleted, inserted or
 moved. It also checks that the last entries were not cut off (SQLite remembers the
 highest sequence number it handed out) and that every job's state is the one its
@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import AuditError
+from ..fsutil import atomic_write_text
 from .auditchain import CHAINED_COLUMNS, GENESIS, entry_hash
-from .errors import AuditError
-from .fsutil import atomic_write_text
-from .store import JobStore
+from .sqlite import JobStore
 
 
 def operator_id() -> str:

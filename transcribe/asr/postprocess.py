@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ClientConfig
-from .dictation import DictationOptions, TimedWord, format_dictation, format_words
-from .vocabulary import (
+from ..config import ClientConfig
+from ..dictation import DictationOptions, TimedWord, format_dictation, format_words
+from ..vocabulary import (
     LearningStore,
     LexiconMatcher,
     PromptPlan,
@@ -32,8 +32,8 @@ from .vocabulary import (
     build_initial_prompt,
     load_vocabulary,
 )
-from .vocabulary.acoustic import AcousticCheck
-from .vocabulary.retrieve import Retrieved
+from ..vocabulary.acoustic import AcousticCheck
+from ..vocabulary.retrieve import Retrieved
 
 LEARNED_NAME = "learned.json"
 DOMAIN_FOR_LEXICON = {"medical": "medical", "legal": "legal"}

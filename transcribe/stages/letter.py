@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import ClientConfig, Config
-from .documents import (
+from ..config import ClientConfig, Config
+from ..documents import (
     Converter,
     DocumentMetadata,
     RenderOptions,
@@ -30,7 +30,7 @@ from .documents import (
     templates_json,
     verify_signed_pdf,
 )
-from .errors import (
+from ..errors import (
     ConfigError,
     ExternalToolError,
     RenderError,
@@ -38,8 +38,8 @@ from .errors import (
     StoreError,
     WorkspaceError,
 )
-from .pipeline import job_dir
-from .store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore
+from .transcription import job_dir
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def finish_approved(
     (one archiving and removing it under the other's LibreOffice). Whoever comes
     second re-reads the state under the lock and finds the letter done.
     """
-    from .archive import archive_or_fail
+    from ..archive import archive_or_fail
 
     with letters_lock(config):
         job = store.get(job_id)
@@ -213,7 +213,7 @@ def _converter_for(config: Config, count: int) -> Iterator[Converter | None]:
     if count <= 2:
         yield None
         return
-    from .documents import warm_converter
+    from ..documents import warm_converter
 
     converter = warm_converter(RenderOptions(work_dir=config.paths.work))  # not /tmp
     try:

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from .config import Config
-from .engine import WhisperEngine
-from .errors import TranscribeError
-from .intake import (
+from ..asr.engine import WhisperEngine
+from ..config import Config
+from ..errors import TranscribeError
+from ..progress import NullReporter, Reporter
+from ..stages.intake import (
     StabilityTracker,
     finish_pending_intake,
     is_ignored,
@@ -31,9 +32,8 @@ from .intake import (
     sweep_temp_files,
     take_in,
 )
-from .pipeline import transcribe_pending
-from .progress import NullReporter, Reporter
-from .store import Job, JobState, JobStore
+from ..stages.transcription import transcribe_pending
+from ..store import Job, JobState, JobStore
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
@@ -58,7 +58,7 @@ def finish_letters(
     every turn. ``sweep_archived`` also removes working files an interrupted archiving
     left behind (start-up and periodic rescans only).
     """
-    from .pipeline import job_dir
+    from ..stages.transcription import job_dir
 
     waiting = store.jobs(JobState.APPROVED, JobState.RENDERED)
     leftovers = sweep_archived and any(
@@ -66,8 +66,8 @@ def finish_letters(
     )
     if not waiting and not leftovers:
         return 0
-    from .archive import archive_pending
-    from .letter import finish_all_approved
+    from ..archive import archive_pending
+    from ..stages.letter import finish_all_approved
 
     try:
         done = finish_all_approved(config, store) + archive_pending(config, store)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputRejected
+from ..errors import InputRejected
 
 TEXT_FIELDS = ("author", "patient", "matter", "document_type", "recipient", "reference")
 PRIORITIES = ("urgent", "normal")

@@ -18,16 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .batching import BatchSettings, transcribe_batched
-from .config import ClientConfig, Config, Limits
-from .decode import SAMPLE_RATE, decode_file, read_ranges
-from .draft import DRAFT_NAME, new_draft, save_draft, whisper_words
-from .engine import DecodeOptions, WhisperEngine
-from .errors import AudioError, ModelError, StateError
-from .fsutil import atomic_write_json, fsync_dir, remove_files, write_failure
-from .intake import safe_name
-from .postprocess import (
+from .. import __version__
+from ..asr.batching import BatchSettings, transcribe_batched
+from ..asr.decode import SAMPLE_RATE, decode_file, read_ranges
+from ..asr.engine import DecodeOptions, WhisperEngine
+from ..asr.postprocess import (
     Biasing,
     Draft,
     learning_store,
@@ -35,11 +30,16 @@ from .postprocess import (
     postprocess,
     token_counter,
 )
-from .progress import NullReporter, Reporter
-from .store import Job, JobState, JobStore
-from .vocabulary import LearningStore, TokenCounter, build_initial_prompt
-from .vocabulary.acoustic import AcousticCheck, Request
-from .vocabulary.retrieve import refocus, retrieve_terms
+from ..config import ClientConfig, Config, Limits
+from ..draft import DRAFT_NAME, new_draft, save_draft, whisper_words
+from ..errors import AudioError, ModelError, StateError
+from ..fsutil import atomic_write_json, fsync_dir, remove_files, write_failure
+from ..progress import NullReporter, Reporter
+from ..store import Job, JobState, JobStore
+from ..vocabulary import LearningStore, TokenCounter, build_initial_prompt
+from ..vocabulary.acoustic import AcousticCheck, Request
+from ..vocabulary.retrieve import refocus, retrieve_terms
+from .intake import safe_name
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Limits, TranscriptionConfig
+from ..config import Limits, TranscriptionConfig
+from ..errors import ModelError
 from .decode import decode_file
-from .errors import ModelError
 from .models import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class WhisperEngine:
     ) -> dict[str, Any]:
         """Run Whisper and return plain data (segments, words, language, timings).
 
-        A file is decoded in a capped child process (:mod:`transcribe.decode`), never by
+        A file is decoded in a capped child process (:mod:`transcribe.asr.decode`), never by
         faster-whisper in this process; ``limits`` are the workspace's (defaults if None).
         A file the child refuses raises :class:`AudioError`. Samples already decoded that
         way (16 kHz float32) are used as they are, so a second pass does not decode again.

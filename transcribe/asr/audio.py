@@ -4,7 +4,7 @@ Decoding a hostile or broken file can eat memory and time, so everything that ca
 checked from the file's size and container header is checked first, and a file that
 fails is rejected with a one-line reason (the caller quarantines the job). A header
 can lie, so the decoding itself happens later in a capped child process
-(:mod:`transcribe.decode`) that checks the container again and counts what it decodes.
+(:mod:`transcribe.asr.decode`) that checks the container again and counts what it decodes.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Limits
-from .errors import AudioError
+from ..config import Limits
+from ..errors import AudioError
 
 AUDIO_EXTENSIONS = frozenset(
     {

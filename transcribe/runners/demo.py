@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .errors import ExternalToolError
-from .fsutil import atomic_copy, sha256_file
-from .progress import Reporter
-from .store import JobState, JobStore
+from ..config import Config
+from ..errors import ExternalToolError
+from ..fsutil import atomic_copy, sha256_file
+from ..progress import Reporter
+from ..store import JobState, JobStore
 
 
 @dataclass(frozen=True)
@@ -165,10 +165,10 @@ def letter_body(text: str) -> str:
 
 def approve_sample(config: Config) -> list[Path]:
     """Approve one sample as a secretary would, then render, sign and archive it."""
-    from .draft import load_draft
-    from .letter import finish_approved
-    from .pipeline import draft_path
-    from .review import approve_job
+    from ..draft import load_draft
+    from ..review import approve_job
+    from ..stages.letter import finish_approved
+    from ..stages.transcription import draft_path
 
     with JobStore(config.paths.database, actor="demo") as store:
         waiting = [j for j in store.jobs(JobState.REVIEW) if j.source_name == APPROVED_SAMPLE]
@@ -181,7 +181,7 @@ def approve_sample(config: Config) -> list[Path]:
 
 def run_demo(config: Config, reporter: Reporter, engine_factory: Callable[[], Any]) -> DemoResult:
     """Drop the samples, take them in and transcribe them, file one signed letter."""
-    from .status import list_jobs, load_job_draft
+    from ..status import list_jobs, load_job_draft
     from .watcher import watch
 
     result = DemoResult(dropped=len(drop_samples(config)))

@@ -21,10 +21,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
-from .fsutil import TMP_PREFIX, fsync_dir, sha256_file
+from ..errors import ModelError
+from ..fsutil import TMP_PREFIX, fsync_dir, sha256_file
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_NAME = "base"
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -157,7 +157,7 @@ def resolve_model(name: str, *, base_dir: Path | None = None) -> ResolvedModel:
         if not (folder / "model.bin").is_file():
             raise ModelError(
                 f"the embedded model is not assembled in {folder}",
-                hint="run `make setup` (or `python -m transcribe.models`)",
+                hint="run `make setup` (or `python -m transcribe.asr.models`)",
             )
         return ResolvedModel(name=name, location=str(folder), local=True)
     path = Path(name).expanduser()
@@ -173,7 +173,7 @@ def resolve_model(name: str, *, base_dir: Path | None = None) -> ResolvedModel:
 
 
 def main() -> None:
-    """``python -m transcribe.models``: assemble the embedded model (used by make)."""
+    """``python -m transcribe.asr.models``: assemble the embedded model (used by make)."""
     try:
         folder = assemble_embedded()
     except ModelError as exc:

@@ -4,7 +4,7 @@ Each entry stores ``prev_hash`` (the hash of the entry before it, or :data:`GENE
 for the first) and ``hash``: SHA-256 of a canonical JSON serialisation of the
 entry, its sequence number and ``prev_hash`` included. Editing an entry changes its
 hash; deleting, inserting or moving one breaks the link of the entry after it; so
-:func:`transcribe.audit.verify_audit` can name the first bad entry.
+:func:`transcribe.store.audit.verify_audit` can name the first bad entry.
 
 This module is imported by the job store, so it imports nothing from the package.
 It works on the open SQLite connection, inside the caller's transaction, so an

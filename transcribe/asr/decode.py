@@ -3,10 +3,10 @@
 A dropped file is hostile until proven otherwise: a crafted header can make FFmpeg
 allocate gigabytes, spin for hours, or (in a decoder bug) crash. So the decoding never
 happens in the service's process. A child (:func:`main`, run by ``python -I``, or by
-hand as ``python -m transcribe.decode``; it imports PyAV and this package's small
+hand as ``python -m transcribe.asr.decode``; it imports PyAV and this package's small
 modules, not numpy or faster-whisper) caps its own memory (``RLIMIT_AS``), CPU
 seconds, open files, written file size and core dumps before it opens the file, opens
-it with the demuxer and protocol whitelists of :mod:`transcribe.audio`, and streams
+it with the demuxer and protocol whitelists of :mod:`transcribe.asr.audio`, and streams
 16 kHz mono s16 samples to stdout. It counts what it decodes and stops when the audio
 runs past ``max_duration_min``, so the cap holds even when the header lies.
 
@@ -43,9 +43,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ..config import Limits
+from ..errors import AudioError
 from .audio import SAFE_OPEN_OPTIONS, AudioInfo, check_container, one_line, probe
-from .config import Limits
-from .errors import AudioError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,11 +58,11 @@ OPEN_FILES = 16  # stdio, the audio file, and a little room for FFmpeg
 EXIT_REFUSED = 3  # the file is bad: the last stderr line says why
 EXIT_MEMORY = 4  # the memory cap was hit
 EXIT_BROKEN = 5  # the child cannot start: the installation, not the file, is at fault
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # -I: no PYTHON* variables, no user site, no current folder on sys.path.
 CHILD = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from transcribe.decode import main; sys.exit(main())"
+    "from transcribe.asr.decode import main; sys.exit(main())"
 )
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m transcribe.decode")
+    parser = argparse.ArgumentParser(prog="python -m transcribe.asr.decode")
     parser.add_argument("--max-samples", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--cpu-s", type=int, required=True)
@@ -114,7 +114,7 @@ def limit_self(memory_mb: int, cpu_s: int) -> None:
 
 
 def _probe_to(path: str, max_samples: int, out: IO[str]) -> None:
-    """The header checks of :func:`transcribe.audio.probe`, as JSON (the size cap was
+    """The header checks of :func:`transcribe.asr.audio.probe`, as JSON (the size cap was
     checked by the parent, which knows the limits)."""
     caps = Limits(max_file_mb=math.inf, max_duration_min=max_samples / SAMPLE_RATE / 60)
     out.write(json.dumps(asdict(probe(Path(path), caps))))

@@ -13,7 +13,7 @@ The rules that keep dictations from being lost or duplicated:
   ``inbox_path`` cleared last. A crash anywhere in between is finished by
   :func:`finish_pending_intake` at the next start, so nothing is lost or doubled;
 * names are hostile too: one that is not UTF-8, holds control characters or fills
-  255 bytes is stored and shown escaped (:func:`~transcribe.sidecar.display_name`);
+  255 bytes is stored and shown escaped (:func:`~transcribe.stages.sidecar.display_name`);
 * content is deduplicated by SHA-256: a second copy becomes a ``duplicate`` job;
 * anything that cannot be accepted is quarantined with a one-line reason, and the
   caller moves on to the next file.
@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from . import audio
-from .config import Config
-from .decode import probe_file
-from .errors import InputRejected
-from .fsutil import (
+from ..asr import audio
+from ..asr.decode import probe_file
+from ..config import Config
+from ..errors import InputRejected
+from ..fsutil import (
     TMP_PREFIX,
     atomic_copy,
     atomic_output,
@@ -51,8 +51,8 @@ from .fsutil import (
     temp_prefix,
     temp_writer_gone,
 )
+from ..store import Job, JobState, JobStore, claim_is_stale, new_job_id, worker_id
 from .sidecar import Sidecar, display_name, find_sidecar, read_sidecar
-from .store import Job, JobState, JobStore, claim_is_stale, new_job_id, worker_id
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The overnight batch: take in the inbox, then transcribe everything pending, fast.
 
 Jobs run urgent first, then oldest. Jobs that share client, author and language are
-grouped and decoded together (see :mod:`transcribe.batching`), within one priority
+grouped and decoded together (see :mod:`transcribe.asr.batching`), within one priority
 class so an urgent dictation never waits behind a normal one. Each job is claimed in
 the store before work starts and committed on its own when done, so a batch that is
 interrupted (Ctrl-C, kill, power cut) and started again transcribes nothing twice
@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .batching import BatchSettings
-from .config import Config
-from .engine import WhisperEngine
-from .fsutil import atomic_write_json
-from .pipeline import release_claim, transcribe_group
-from .progress import NullReporter, Reporter
-from .store import Job, JobState, JobStore
+from ..asr.batching import BatchSettings
+from ..asr.engine import WhisperEngine
+from ..config import Config
+from ..fsutil import atomic_write_json
+from ..progress import NullReporter, Reporter
+from ..stages.transcription import release_claim, transcribe_group
+from ..store import Job, JobState, JobStore
 from .watcher import Intake, drain_intake, finish_letters, recover, sigterm_as_interrupt
 
 REPORTS = "reports"

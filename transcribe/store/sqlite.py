@@ -24,9 +24,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ..errors import JobNotFound, StateError, StoreError
+from ..fsutil import process_alive
 from .auditchain import chain_event, seal_unchained
-from .errors import JobNotFound, StateError, StoreError
-from .fsutil import process_alive
 
 
 class JobState(StrEnum):

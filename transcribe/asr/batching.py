@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import Limits
+from ..config import Limits
+from ..errors import AudioError
 from .decode import decode_stream
 from .engine import DecodeOptions, WhisperEngine, drop_hallucinations, segment_record
-from .errors import AudioError
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30.0
