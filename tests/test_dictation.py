@@ -44,7 +44,7 @@ def en(text: str, **kwargs: object) -> str:
         ("toux point virgule fièvre", "Toux ; fièvre"),
         ("vraiment point d'interrogation", "Vraiment ?"),
         ("enfin point d'exclamation", "Enfin !"),
-        ("un a point à la ligne deux b", "Un a.\n2 b"),
+        ("un a point à la ligne deux b", "Un a.\nDeux b"),
         ("a à la ligne b", "A\nB"),
         ("a nouvelle ligne b", "A\nB"),
         ("a nouveau paragraphe b", "A\n\nB"),
@@ -248,7 +248,9 @@ def test_english_numbers(raw: str, written: str) -> None:
 
 def test_virgule_between_numbers_is_a_decimal_but_not_when_punctuated() -> None:
     assert fr("deux virgule cinq") == "2,5"
-    assert fr("deux, virgule, trois enfants") == "2, 3 enfants"
+    # a small count in running text stays in words (French number policy)
+    assert fr("deux, virgule, trois enfants") == "Deux, trois enfants"
+    assert fr("vingt, virgule, trente patients") == "20, 30 patients"
 
 
 def test_numbers_can_be_switched_off() -> None:
@@ -400,7 +402,7 @@ def timed(spec: str) -> list[TimedWord]:
 
 def test_pauses_turn_an_ambiguous_phrase_into_a_command() -> None:
     text = "Traitement deux points de l'amoxicilline"
-    assert fr(text) == "Traitement 2 points de l'amoxicilline"
+    assert fr(text) == "Traitement deux points de l'amoxicilline"
     words = timed(
         "Traitement@0.0-0.5 deux@1.2-1.4 points@1.4-1.7 de@2.4-2.5 l'amoxicilline@2.5-3.2"
     )
@@ -413,7 +415,7 @@ def test_no_pause_keeps_an_ambiguous_phrase_a_word() -> None:
     words = timed(
         "Il@0.0-0.1 reste@0.1-0.4 deux@0.42-0.6 points@0.6-0.9 à@0.92-1.0 discuter@1.0-1.5"
     )
-    assert fr(text, words=words) == "Il reste 2 points à discuter"
+    assert fr(text, words=words) == "Il reste deux points à discuter"
 
 
 def test_pause_does_not_override_a_determiner_alone() -> None:

@@ -196,7 +196,7 @@ FR_PAIRS = [
     (
         "Conformément à l'article sept cent du code de procédure civile virgule nous sollicitons "
         "la somme de deux mille cinq cents euros point",
-        "Conformément à l'article 700 du code de procédure civile, nous sollicitons la somme de 2 500 euros.",
+        "Conformément à l'article 700 du Code de procédure civile, nous sollicitons la somme de 2 500 euros.",
     ),
     (
         "L'audience est fixée au vingt et un juin deux mille vingt-six à quatorze heures trente point",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from transcribe.dictation.detect import (
     Item,
@@ -11,6 +11,7 @@ from transcribe.dictation.detect import (
     find_commands,
     lower_after_commands,
 )
+from transcribe.dictation.french import french_notations
 from transcribe.dictation.numbers import convert_numbers
 from transcribe.dictation.options import DictationOptions, TimedWordLike, normalise_lang
 from transcribe.dictation.render import render
@@ -19,15 +20,16 @@ from transcribe.dictation.tokens import Kind, Token, attach_timings, tokenize
 _DEFAULT = DictationOptions()
 
 
-def _numbers(items: list[Item], lang: str) -> list[Item]:
-    """Run the number pass over each stretch of plain text between commands."""
+def _each_run(items: list[Item], rewrite: Callable[[list[Token]], list[Token]]) -> list[Item]:
+    """Rewrite each stretch of plain text between commands (numbers, notations):
+    a command is a boundary no number or reference runs across."""
     out: list[Item] = []
     run: list[Token] = []
     for item in [*items, None]:
         if isinstance(item, Token) and item.kind is not Kind.BREAK:
             run.append(item)
             continue
-        out.extend(convert_numbers(run, lang))
+        out.extend(rewrite(run) if run else [])
         run = []
         if item is not None:
             out.append(item)
@@ -55,7 +57,10 @@ def format_dictation(
     items: list[Item] = find_commands(tokens, Lexicon.build(code, options))
     items = lower_after_commands(drop_whisper_marks(items))
     if options.numbers:
-        items = _numbers(items, code)
+        small_words = code == "fr" and options.french_small_numbers == "words"
+        items = _each_run(items, lambda run: convert_numbers(run, code, small_words=small_words))
+    if code == "fr":
+        items = _each_run(items, lambda run: french_notations(run, options))
     return render(items, code, options)
 
 

@@ -72,6 +72,10 @@ class Command:
     ``actions`` lists the marks. ``ambiguous`` phrases are common words too and
     need positive evidence; ``prev_veto``/``next_veto`` are the neighbouring words
     that make the phrase ordinary text ("à ce point de vue", "colon cancer").
+    ``prev_adjectives`` make it a noun only when they open a noun phrase ("le
+    dernier point", but not "le mois dernier point"). ``joins_numbers`` phrases
+    belong to the number when spoken between two numbers ("deux virgule cinq" is
+    2,5; "mille deux cent trente-quatre tiret cinq" is the reference 1234-5).
     """
 
     phrase: tuple[str, ...]
@@ -80,6 +84,8 @@ class Command:
     ambiguous: bool = False
     prev_veto: frozenset[str] = field(default_factory=frozenset)
     next_veto: frozenset[str] = field(default_factory=frozenset)
+    prev_adjectives: frozenset[str] = field(default_factory=frozenset)
+    joins_numbers: bool = False
 
     @property
     def name(self) -> str:
@@ -117,6 +123,14 @@ FR_DETERMINERS = word_set(
 EN_DETERMINERS = word_set(
     "a an the this that these those each every any another his her its their our your my"
 )
+FR_PREPOSITIONS = word_set("à de d' en sur par pour dans avec sans sous chez entre vers")
+
+# Words before an adjective that make "adjective + phrase" a noun phrase: "le
+# dernier point", "sur ce seul point", "en tout point". After any other word the
+# adjective is postposed or an attribute ("du mois dernier point", "c'est bon point").
+NOUN_PHRASE_OPENERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {"fr": FR_DETERMINERS | FR_PREPOSITIONS | word_set("très plus"), "en": EN_DETERMINERS}
+)
 
 # Words that typically open a sentence: after an ambiguous full stop ("period",
 # "point") they are evidence that the speaker ended the sentence there.
@@ -130,8 +144,9 @@ SENTENCE_STARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 _FR_NOUN_NEXT = word_set("de d' du des")
-_FR_POINT_PREV = word_set(
-    "à bon mauvais premier dernier seul même tout second deuxième troisième dernier nouveau"
+_FR_POINT_PREV = word_set("à")
+_FR_POINT_ADJECTIVES = word_set(
+    "bon mauvais premier dernier seul même tout second deuxième troisième nouveau"
 )
 _FR_POINT_NEXT = _FR_NOUN_NEXT | word_set(
     "sur important importante essentiel commun noir fort faible culminant précis particulier "
@@ -176,8 +191,10 @@ def _cmd(
     amb: bool = False,
     prev: frozenset[str] = frozenset(),
     nxt: frozenset[str] = frozenset(),
+    adj: frozenset[str] = frozenset(),
+    joins_numbers: bool = False,
 ) -> Command:
-    return Command(phrase_keys(phrase), tuple(actions), None, amb, prev, nxt)
+    return Command(phrase_keys(phrase), tuple(actions), None, amb, prev, nxt, adj, joins_numbers)
 
 
 def _verbs(verbs: str, objects: tuple[str, ...], action: Action) -> list[Command]:
@@ -191,11 +208,18 @@ def _french() -> tuple[Command, ...]:
         ("les guillemets", "guillemets"),
     )
     return (
-        _cmd("point", A.PERIOD, amb=True, prev=_FR_POINT_PREV, nxt=_FR_POINT_NEXT),
+        _cmd(
+            "point",
+            A.PERIOD,
+            amb=True,
+            prev=_FR_POINT_PREV,
+            nxt=_FR_POINT_NEXT,
+            adj=_FR_POINT_ADJECTIVES,
+        ),
         _cmd("point final", A.PERIOD),
         _cmd("point à la ligne", A.PERIOD, A.NEW_LINE),
         _cmd("point retour à la ligne", A.PERIOD, A.NEW_LINE),
-        _cmd("virgule", A.COMMA),
+        _cmd("virgule", A.COMMA, joins_numbers=True),
         _cmd("deux points", A.COLON, amb=True, prev=_FR_COLON_PREV, nxt=_FR_COLON_NEXT),
         _cmd("2 points", A.COLON, amb=True, prev=_FR_COLON_PREV, nxt=_FR_COLON_NEXT),
         _cmd("point-virgule", A.SEMICOLON),
@@ -215,7 +239,7 @@ def _french() -> tuple[Command, ...]:
         *_verbs("fermez fermer ferme fermons", quote, A.CLOSE_QUOTE),
         _cmd("fin des guillemets", A.CLOSE_QUOTE),
         _cmd("fin de citation", A.CLOSE_QUOTE),
-        _cmd("tiret", A.DASH),
+        _cmd("tiret", A.DASH, joins_numbers=True),
         _cmd("trait d'union", A.HYPHEN),
     )
 
@@ -227,7 +251,7 @@ def _english() -> tuple[Command, ...]:
     return (
         _cmd("period", A.PERIOD, amb=True, prev=_EN_PERIOD_PREV, nxt=_EN_PERIOD_NEXT),
         _cmd("full stop", A.PERIOD, amb=True, nxt=word_set("of to in")),
-        _cmd("comma", A.COMMA),
+        _cmd("comma", A.COMMA, joins_numbers=True),
         _cmd("colon", A.COLON, amb=True, prev=_EN_COLON_PREV, nxt=_EN_COLON_NEXT),
         _cmd("semicolon", A.SEMICOLON),
         _cmd("semi colon", A.SEMICOLON),

@@ -19,12 +19,13 @@ from transcribe.dictation.commands import (
     DETERMINERS,
     LEXICON,
     NEEDS_FOLLOWING,
+    NOUN_PHRASE_OPENERS,
     SENTENCE_END,
     SENTENCE_STARTERS,
-    Action,
     Command,
     phrase_keys,
 )
+from transcribe.dictation.french import DIGIT_PREV, SIGNS
 from transcribe.dictation.numbers import is_number
 from transcribe.dictation.options import DictationOptions
 from transcribe.dictation.tokens import SENTENCE_MARKS, WHISPER_MARKS, Kind, Token
@@ -32,6 +33,7 @@ from transcribe.dictation.tokens import SENTENCE_MARKS, WHISPER_MARKS, Kind, Tok
 # Marks Whisper may put between the words of one command ("Point, à la ligne.").
 _INNER_MARKS = frozenset(",.-…")
 _VETO = -3.0
+_WEAK_VETO = -1.0
 _DETERMINER = -5.0
 _PAUSE = 2.0
 _BOUNDARY = 2.0
@@ -185,24 +187,54 @@ def _in(token: Token, words: frozenset[str], key: str) -> bool:
     return key in words or token.text.lower().replace("’", "'") in words
 
 
-def _prev_score(prev: Token | None, nxt: Token | None, cmd: Command, lang: str) -> float:
+def _prev_score(tokens: Sequence[Token], start: int, stop: int, cmd: Command, lang: str) -> float:
     """Evidence from what precedes the phrase."""
+    prev = tokens[start - 1] if start > 0 else None
+    nxt = tokens[stop] if stop < len(tokens) else None
     if prev is None:
         return 0.0
     if prev.kind is Kind.PUNCT:
         return _BOUNDARY if prev.text in WHISPER_MARKS else 0.0
     if prev.kind is not Kind.WORD:
         return 0.0
-    if _in(prev, DETERMINERS[lang], prev.last_key):
+    if _in(prev, DETERMINERS[lang], prev.last_key) and not _numeral(tokens, start - 1, lang):
         return _DETERMINER
     if _in(prev, cmd.prev_veto, prev.last_key):
         return _VETO
+    if _in(prev, cmd.prev_adjectives, prev.last_key):
+        return _adjective_veto(tokens[start - 2] if start > 1 else None, cmd, lang)
     if is_number(prev.text, lang) and (
-        (Action.COMMA in cmd.actions and nxt is not None and is_number(nxt.text, lang))
+        (cmd.joins_numbers and nxt is not None and is_number(nxt.text, lang))
         or is_number(cmd.phrase[0], lang)
     ):
-        return _VETO  # "deux virgule cinq" is 2,5; "vingt deux points" is a score
+        # "deux virgule cinq" is 2,5; "1234 tiret 5" a reference; "vingt deux points" a score
+        return _VETO
     return 0.0
+
+
+def _numeral(tokens: Sequence[Token], i: int, lang: str) -> bool:
+    """French "un" after a word that takes a number is the number, not an
+    article: "à J un point", "à J plus un point", "diabète de type un point"."""
+    if lang != "fr" or i < 1 or tokens[i].keys != ["un"]:
+        return False
+    before = [t.last_key for t in tokens[max(0, i - 2) : i] if t.kind is Kind.WORD]
+    if before[-1:] and before[-1] in DIGIT_PREV:
+        return True
+    return len(before) == 2 and before[0] == "j" and before[1] in SIGNS
+
+
+def _adjective_veto(before: Token | None, cmd: Command, lang: str) -> float:
+    """How much an adjective before the phrase argues for the noun.
+
+    Opening a noun phrase ("le dernier point", "Dernier point :", "en tout
+    point") it is a noun context. After any other word the adjective is postposed
+    or an attribute ("du mois dernier point", "il vit seul point"): only a weak
+    hint, which the end of the dictation or a new sentence outweighs.
+    """
+    if before is None or before.kind is not Kind.WORD:
+        return _VETO
+    openers = NOUN_PHRASE_OPENERS[lang] | cmd.prev_adjectives
+    return _VETO if _in(before, openers, before.last_key) else _WEAK_VETO
 
 
 def _next_score(tokens: Sequence[Token], stop: int, cmd: Command, lexicon: Lexicon) -> float:
@@ -249,10 +281,8 @@ def _context_score(
     tokens: Sequence[Token], start: int, stop: int, cmd: Command, lexicon: Lexicon
 ) -> float:
     """Text-only evidence for and against reading the phrase as a command."""
-    prev = tokens[start - 1] if start > 0 else None
-    nxt = tokens[stop] if stop < len(tokens) else None
     score = 1.0 if cmd.ambiguous else 2.0
-    score += _prev_score(prev, nxt, cmd, lexicon.lang)
+    score += _prev_score(tokens, start, stop, cmd, lexicon.lang)
     return score + _next_score(tokens, stop, cmd, lexicon)
 
 

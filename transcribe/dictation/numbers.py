@@ -2,10 +2,13 @@
 
 text2num does the number parsing. We decide which words it may touch: articles
 ("une dyspnée", "one of them"), ordinals ("la troisième fois", "a second
-opinion") and idioms ("tous les deux", "remis à neuf") stay words; everything
-else that counts something becomes digits, as a secretary types doses, ages,
-durations and dates. Then units after a number are abbreviated and
-"140 sur 90" / "140 over 90" becomes "140/90".
+opinion") and idioms ("tous les deux", "remis à neuf") stay words; so does, in
+French running text, a lone number below ten ("les deux licences", "à trois
+reprises"), unless what surrounds it makes it a measure, a dose, a date or a
+reference (the word lists are in :mod:`.french`). Everything else that counts
+something becomes digits, as a secretary types doses, ages, durations and
+dates. Then units after a number are abbreviated and "140 sur 90" / "140 over
+90" becomes "140/90".
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from functools import lru_cache
 
 from text_to_num import alpha2digit, text2num
 
+from transcribe.dictation import french
 from transcribe.dictation.commands import word_set
-from transcribe.dictation.tokens import Kind, Token, join_tokens, tokenize
+from transcribe.dictation.tokens import NBSP, Kind, Token, join_tokens, tokenize
 
-NBSP = "\u00a0"
 _SENTINEL_RE = re.compile(r"zzq(\d+)qzz")
 _DIGITS_RE = re.compile(r"^\d+(?:[.,]\d+)*$")
 _ORDINAL_RE = re.compile(r"^\d+(?:st|nd|rd|th|er|re|ère|e|ème|nd|nde)s?$")
@@ -45,6 +48,7 @@ _DOSE_FORMS = {
         "spoonful teaspoon teaspoonful tablespoon"
     ),
 }
+_LARGE = word_set("million millions milliard milliards")
 _NEUF_PREV = frozenset({"à", "tout", "flambant", "état", "comme", "rien", "quoi"})
 _FR_MONTHS = "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
 _EN_MONTHS = "january february march april may june july august september october november december"
@@ -151,7 +155,14 @@ def _keep_article(words: Sequence[str], j: int, lang: str) -> bool:
         return False  # a height: "un mètre soixante-dix"
     if nxt in (_DECIMAL[lang], _OVER[lang]) and is_number(nxt2, lang):
         return False
-    return not (prev == _OVER[lang] and is_number(prev2, lang))
+    if lang == "fr" and (prev in french.SIGNS and prev2 == "j"):
+        return False  # a day count: "J plus un"
+    if lang == "fr" and _bare(prev) in french.DIGIT_PREV and nxt != "peu":
+        return False  # "J un", "type un", "l'article un"; but "une pièce un peu sombre"
+    if lang == "fr" and nxt in french.RANGE and is_number(nxt2, lang):
+        return not _digits_follow(words, j + 1)  # "un à deux comprimés" -> "1 à 2 comprimés"
+    joins = french.JOINS if lang == "fr" else (_DECIMAL[lang], _OVER[lang])
+    return not (prev in joins and is_number(prev2, lang))  # "2,1", "2/1", "4127-1"
 
 
 def _keep_ordinal(words: Sequence[str], j: int, lang: str) -> bool:
@@ -162,10 +173,12 @@ def _keep_ordinal(words: Sequence[str], j: int, lang: str) -> bool:
     nxt2 = words[j + 2] if j + 2 < len(words) else ""
     if nxt in months or prev in months or (nxt == "of" and nxt2 in months):
         return False
+    if lang == "fr" and words[j].startswith("premi"):
+        return True  # never part of a compound: "les dix premiers jours"
     return not is_number(prev, lang)
 
 
-def _keep_word(words: Sequence[str], j: int, lang: str) -> bool:
+def _keep_word(words: Sequence[str], j: int, lang: str, small_words: bool) -> bool:
     """Whether the number word at ``j`` must stay a word."""
     word = words[j]
     prev = words[j - 1] if j else ""
@@ -175,12 +188,90 @@ def _keep_word(words: Sequence[str], j: int, lang: str) -> bool:
     if lang == "fr" and word == "cent" and prev == "pour":
         return True  # "pour cent" is a unit, not "pour 100"
     if lang == "fr" and word in ("neuf", "neufs") and (prev in _NEUF_PREV or not nxt):
-        return True
+        return not _digits_follow(words, j + 1)  # "remis à neuf", but "à neuf grammes"
+    if lang == "fr" and word in _LARGE and is_number(prev, lang) and not is_number(nxt, lang):
+        return True  # "deux millions d'euros" -> "2 millions d'euros", not 2000000
     # "l'un des deux", "tous les deux"
-    return prev in _PAIR_PREV[lang] and (not nxt or (j > 1 and words[j - 2] in _ALL[lang]))
+    if prev in _PAIR_PREV[lang] and (not nxt or (j > 1 and words[j - 2] in _ALL[lang])):
+        return True
+    return small_words and lang == "fr" and _lone_small(words, j) and _small_in_words(words, j)
 
 
-def _protect(run: Sequence[Token], lang: str) -> tuple[list[Token], list[str]]:
+def _at(words: Sequence[str], j: int) -> str:
+    return words[j] if 0 <= j < len(words) else ""
+
+
+def _bare(word: str) -> str:
+    """The word without its elided article: "l'article" -> "article"."""
+    return word.rsplit("'", 1)[-1]
+
+
+@lru_cache(maxsize=1024)
+def _is_small(word: str) -> bool:
+    """A French number word below the words threshold ("deux", "neuf", "zéro")."""
+    if word[:1].isdigit() or not is_number(word, "fr"):
+        return False
+    return text2num(word, "fr") < french.WORDS_BELOW
+
+
+def _lone_small(words: Sequence[str], j: int) -> bool:
+    """A French number word below ten that is a whole number by itself, not a
+    piece of "vingt deux", "deux cents", "vingt et un", "deux virgule cinq",
+    "trois sur six" or "1234 tiret cinq"."""
+    if not _is_small(words[j]):
+        return False
+    prev, prev2 = _at(words, j - 1), _at(words, j - 2)
+    nxt, nxt2 = _at(words, j + 1), _at(words, j + 2)
+    if is_number(prev, "fr") or is_number(nxt, "fr"):
+        return False
+    if prev == "et" and words[j] in _ARTICLES["fr"] and is_number(prev2, "fr"):
+        return False
+    if prev in french.JOINS and is_number(prev2, "fr"):
+        return False
+    return not (nxt in french.JOINS and is_number(nxt2, "fr"))
+
+
+def _small_in_words(words: Sequence[str], j: int) -> bool:
+    """French running text: a lone number below ten stays a word ("les deux
+    licences", "à trois reprises") unless it measures, doses, dates or refers
+    ("deux comprimés", "le trois mars", "type deux", "l'article trois", "J trois")."""
+    prev = _bare(_at(words, j - 1))
+    if prev in french.DIGIT_PREV or (prev in french.SIGNS and _at(words, j - 2) == "j"):
+        return False
+    return not _digits_follow(words, j + 1)
+
+
+def _digits_follow(words: Sequence[str], k: int) -> bool:
+    """Whether what follows makes a number a measure: a unit, a dose form, a
+    duration, money, a month, a decimal or score, a posology frequency. A range
+    carries it back ("deux à trois comprimés", "du trois au dix janvier")."""
+    while _at(words, k) in french.RANGE and is_number(_at(words, k + 1), "fr"):
+        k += 2
+        while is_number(_at(words, k), "fr"):
+            k += 1
+    nxt, nxt2 = _at(words, k), _at(words, k + 1)
+    if nxt in french.DIGIT_NEXT or nxt in _DOSE_FORMS["fr"] or nxt in _MONTHS["fr"]:
+        return True
+    if _is_unit(words, k, "fr") or (nxt in french.JOINS and is_number(nxt2, "fr")):
+        return True
+    if nxt in ("point", "points") and nxt2 == "de" and _at(words, k + 2) == "suture":
+        return True  # a count of stitches, as the benchmark writes it
+    if nxt == "fois":
+        nxt, nxt2 = nxt2, _at(words, k + 2)  # "trois fois par jour" is posology
+    return nxt == "par" and nxt2 in french.TIME_UNITS
+
+
+def _separates(words: Sequence[str], j: int) -> bool:
+    """French "et" between two numbers that do not compound: text2num reads
+    "J dix et deux comprimés" as "J 12 comprimés"; only "vingt et un" and
+    "soixante et onze" are one number."""
+    if words[j] != "et" or not is_number(_at(words, j - 1), "fr"):
+        return False
+    nxt = _at(words, j + 1)
+    return is_number(nxt, "fr") and nxt not in ("un", "une", "onze")
+
+
+def _protect(run: Sequence[Token], lang: str, small_words: bool) -> tuple[list[Token], list[str]]:
     """Swap words text2num must not touch for sentinels; return the originals."""
     words = [t.text.lower().replace("’", "'") if t.kind is Kind.WORD else "" for t in run]
     out, saved = list(run), []
@@ -197,11 +288,21 @@ def _protect(run: Sequence[Token], lang: str) -> tuple[list[Token], list[str]]:
             out[j] = replace(token, text="one")
             continue
         number = is_number(word, lang)
-        if (number and _keep_word(words, j, lang)) or (
-            not number and _is_ordinal(word, lang) and _keep_ordinal(words, j, lang)
+        # text2num splits "d’un" at a curly apostrophe (not at "d'un"): an elided
+        # word is never a number to convert
+        elided = "’" in token.text and is_number(_bare(word), lang)
+        if (
+            elided
+            or (lang == "fr" and _separates(words, j))
+            or (number and _keep_word(words, j, lang, small_words))
+            or (not number and _is_ordinal(word, lang) and _keep_ordinal(words, j, lang))
         ):
             out[j] = replace(token, text=f"zzq{len(saved)}qzz")
             saved.append(token.text)
+        elif number and small_words and lang == "fr" and _lone_small(words, j):
+            # a lone number found in a digit context is converted here: text2num
+            # reads "du deux au neuf mai" as "du 2 au neuf mai" (neuf the adjective)
+            out[j] = replace(token, text=str(text2num(word, "fr")))
     return out, saved
 
 
@@ -258,15 +359,16 @@ def _post(text: str, lang: str) -> str:
     return re.sub(rf"(?<![\d.,])(\d{{4,}})(\s+(?:{currency}))", grouping, text)
 
 
-def convert_numbers(run: Sequence[Token], lang: str) -> list[Token]:
+def convert_numbers(run: Sequence[Token], lang: str, *, small_words: bool = False) -> list[Token]:
     """Digits, units and dates in a stretch of plain dictated text.
 
     ``run`` holds words and Whisper punctuation between two commands; the result
     is re-tokenised so the renderer sees "2,5" and "140/90" as single words.
+    ``small_words`` keeps French numbers below ten in words in running text.
     """
     if not any(t.kind is Kind.WORD for t in run):
         return list(run)
-    protected, saved = _protect(run, lang)
+    protected, saved = _protect(run, lang, small_words)
     text = alpha2digit(join_tokens(protected), lang, threshold=0)
     text = _SENTINEL_RE.sub(lambda m: saved[int(m.group(1))], text)
     text = _post(text, lang)

@@ -53,6 +53,10 @@ class DictationOptions:
     ``extra`` maps a spoken phrase to the text it writes (``"\\n"`` breaks a line);
     it wins over a built-in phrase. ``pause_s`` is the silence that counts as a
     pause around an ambiguous command word when word timings are given.
+    ``french_small_numbers`` is "words" (a lone number below ten stays a word in
+    running text: "les deux licences") or "digits" (every number in digits).
+    ``currency_sign`` writes "1 500 €" for "1 500 euros"; ``abbreviate_titles``
+    writes "Dr Martin" and "Pr Durand" (both French only, off by default).
     """
 
     commands: bool = True
@@ -63,9 +67,18 @@ class DictationOptions:
     salutation_line: bool = True
     pause_s: float = 0.3
     no_pause_s: float = 0.08
+    french_small_numbers: Literal["words", "digits"] = "words"
+    currency_sign: bool = False
+    abbreviate_titles: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("commands", "numbers", "salutation_line"):
+        for name in (
+            "commands",
+            "numbers",
+            "salutation_line",
+            "currency_sign",
+            "abbreviate_titles",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"dictation option {name!r} must be true or false")
         for name in ("pause_s", "no_pause_s"):
@@ -86,6 +99,11 @@ class DictationOptions:
         if self.english_quotes not in ("curly", "straight"):
             raise ConfigError(
                 f"english_quotes must be 'curly' or 'straight', not {self.english_quotes!r}"
+            )
+        if self.french_small_numbers not in ("words", "digits"):
+            raise ConfigError(
+                "french_small_numbers must be 'words' or 'digits', "
+                f"not {self.french_small_numbers!r}"
             )
         if not (math.isfinite(self.pause_s) and 0 <= self.no_pause_s <= self.pause_s <= 5):
             raise ConfigError(

@@ -22,9 +22,8 @@ from enum import StrEnum
 
 from transcribe.dictation.commands import Action
 from transcribe.dictation.detect import Item
-from transcribe.dictation.numbers import NBSP
 from transcribe.dictation.options import DictationOptions
-from transcribe.dictation.tokens import Kind, Token, tokenize
+from transcribe.dictation.tokens import NBSP, Kind, Token, tokenize
 
 
 class Role(StrEnum):

@@ -1,7 +1,8 @@
 """Split Whisper's text into words and punctuation, and attach word timings.
 
 Whisper glues its own punctuation to words ("Virgule,") and may or may not print
-hyphens and elisions ("point-virgule", "d'interrogation"). We keep its
+hyphens and elisions ("point-virgule", "d'interrogation"). An amount grouped with
+no-break spaces ("1 500 €") is one word, so no line break splits it. We keep its
 punctuation as separate tokens so the command finder can tell Whisper's marks from
 spoken ones, and keep the original spacing so text we do not touch stays as is.
 """
@@ -16,6 +17,8 @@ from enum import StrEnum
 
 from transcribe.dictation.commands import key_parts
 from transcribe.dictation.options import TimedWordLike
+
+NBSP = "\u00a0"  # what Word inserts before "?" and inside « », and between thousands
 
 
 class Kind(StrEnum):
@@ -56,7 +59,8 @@ class Token:
 _TOKEN_RE = re.compile(
     r"""
     (?P<brk>\n[^\S\n]*\n\s*|\n)
-    |(?P<word>\d+(?:[.,:/]\d+)+|[\w°µ%]+(?:[-'’/][\w°µ%]+)*)
+    |(?P<word>(?:\d{1,3}(?:\u00a0\d{3})+|\d+)(?:,\d+)?\u00a0€|\d{1,3}(?:\u00a0\d{3})+(?:,\d+)?
+        |\d+(?:[.,:/]\d+)+|[\w°µ%]+(?:[-'’/][\w°µ%]+)*)
     |(?P<punct>\.{3}|[.,;:?!…()\[\]«»"“”—–-])
     |(?P<other>\S)
     """,
