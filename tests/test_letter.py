@@ -109,7 +109,7 @@ def test_format_reads_stdin_and_uses_client_settings(home: Path) -> None:
         ["--home", str(home), "format", "--lang", "fr", "--client", "cabinet-martin"],
         input=dictated,
     )
-    assert result.output.strip() == "Conclusion 2 points tension à 140/90 point"
+    assert result.output.strip() == "Conclusion deux points tension à 140/90 point"
 
 
 def test_a_failed_letter_is_retried_from_the_letter_stage(config: Config) -> None:
