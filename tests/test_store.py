@@ -150,3 +150,15 @@ def test_review_lock_is_exclusive_until_released_or_expired(store: JobStore) -> 
     assert store.get(job_id).review_lock == "bruno"
     store.unlock_review(job_id, "bruno")
     assert store.get(job_id).review_lock is None
+
+
+def test_warnings_are_stored_as_a_list_and_shown(store: JobStore) -> None:
+    job_id = add(store, "h-warn")
+    assert store.get(job_id).warnings == ()
+    store.transition(job_id, JobState.TRANSCRIBING)
+    warning = {"code": "language", "text": "dictated in English; the client's language is French"}
+    job = store.transition(job_id, JobState.REVIEW, warnings=[warning])
+    assert job.warnings == (warning,)
+    assert job.as_dict()["warnings"] == [warning]
+    store.update(job_id, warnings=[])
+    assert store.get(job_id).as_dict()["warnings"] == []

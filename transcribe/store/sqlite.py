@@ -10,6 +10,7 @@ The store keeps no patient or matter names: those live in the job's work folder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -125,6 +126,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX blind_index_term ON blind_index(kind, term);
     CREATE INDEX events_job ON events(job_id, seq)
     """,
+    # 4: what the secretary must be told about a draft (language, unreliable spans,
+    # empty text): a JSON list of {"code", "text"}, no personal data
+    """
+    ALTER TABLE jobs ADD COLUMN warnings TEXT
+    """,
 )
 
 JOB_COLUMNS = [
@@ -150,6 +156,7 @@ JOB_COLUMNS = [
     "updated_at",
     "review_lock",
     "review_lock_at",
+    "warnings",
 ]
 
 
@@ -179,16 +186,19 @@ class Job:
     updated_at: float
     review_lock: str | None = None
     review_lock_at: float | None = None
+    warnings: tuple[dict[str, str], ...] = ()
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         values = dict(zip(JOB_COLUMNS, row, strict=True))
         values["state"] = JobState(values["state"])
+        values["warnings"] = tuple(json.loads(values["warnings"] or "[]"))
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in JOB_COLUMNS}
         data["state"] = str(self.state)
+        data["warnings"] = [dict(w) for w in self.warnings]
         data["source"] = self.source_name
         for stamp in ("created_at", "updated_at", "claimed_at", "review_lock_at"):
             if data[stamp] is not None:
@@ -344,6 +354,7 @@ class JobStore:
         """Change bookkeeping columns (not the state) of one job."""
         if "state" in values:
             raise ValueError("use transition() to change a job's state")
+        values = _columns(values)
         values["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self.transaction():
@@ -370,6 +381,7 @@ class JobStore:
                 raise StateError(f"job {job_id} is {job.state}, not {'/'.join(expected)}")
             if to_state not in ALLOWED[job.state]:
                 raise StateError(f"job {job_id} cannot go from {job.state} to {to_state}")
+            values = _columns(values)
             values.update(state=str(to_state), reason=reason, updated_at=time.time())
             assignments = ", ".join(f"{name} = ?" for name in values)
             self.db.execute(
@@ -491,6 +503,13 @@ class JobStore:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as stored: the warnings list as JSON text."""
+    if "warnings" in values:
+        values = {**values, "warnings": json.dumps(list(values["warnings"] or []))}
+    return values
 
 
 def store_fault(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
