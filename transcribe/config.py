@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, WorkspaceError
 
@@ -88,6 +89,20 @@ class SigningConfig:
 
 
 @dataclass(frozen=True)
+class FilesConfig:
+    """Where audio, work files and the archive live (``transcribe/files/``).
+
+    ``url = ""`` keeps the embedded mode's local folders; ``s3://bucket/prefix`` puts
+    them in S3-compatible object storage, ``endpoint_url`` naming a server other than
+    AWS (SeaweedFS, Ceph, Garage...). Credentials come from the environment only.
+    """
+
+    url: str = ""
+    endpoint_url: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
 class Paths:
     """Workspace folders, absolute."""
 
@@ -111,6 +126,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     signing: SigningConfig = field(default_factory=SigningConfig)
     clients: dict[str, ClientConfig] = field(default_factory=dict)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
     def client(self, client_id: str) -> ClientConfig | None:
         return self.clients.get(client_id)
@@ -246,6 +262,41 @@ def _signing(raw: dict[str, Any]) -> SigningConfig:
     return SigningConfig(**values)
 
 
+S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?$")
+SECRET_WORDS = re.compile(r"secret|password|passphrase|token|credential|access_key|key_id")
+
+
+def _files(raw: dict[str, Any]) -> FilesConfig:
+    """``[files]``; a secret here is refused by name: a config file is copied, backed up
+    and shown on screens, so S3 keys come from the environment or an owner-only file."""
+    for key in raw:
+        if SECRET_WORDS.search(key.lower()):
+            raise ConfigError(
+                f"[files] {key}: credentials must not be in the config file",
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or AWS_SHARED_CREDENTIALS_FILE naming an owner-only file",
+            )
+    _check_keys("files", raw, set(FilesConfig.__dataclass_fields__))
+    values = {key: raw.get(key, "") for key in FilesConfig.__dataclass_fields__}
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"[files] {key} must be a string, not {value!r}")
+    # The values are not echoed: a URL may be where someone pasted a secret.
+    if values["url"] and not S3_URL.match(values["url"]):
+        raise ConfigError(
+            '[files] url: expected "" (local folders) '
+            "or s3://bucket/prefix (lowercase bucket name, no credentials)"
+        )
+    endpoint = urlsplit(values["endpoint_url"])
+    if values["endpoint_url"] and (
+        endpoint.scheme not in ("http", "https") or not endpoint.hostname or "@" in endpoint.netloc
+    ):
+        raise ConfigError("[files] endpoint_url: expected http(s)://host[:port], no credentials")
+    if not re.fullmatch(r"[a-z0-9-]*", values["region"]):
+        raise ConfigError(f"[files] region = {values['region']!r} is not a region name")
+    return FilesConfig(**values)
+
+
 def _client(client_id: str, raw: Any) -> ClientConfig:
     section = f"clients.{client_id}"
     if not CLIENT_ID.match(client_id):
@@ -269,7 +320,9 @@ def _client(client_id: str, raw: Any) -> ClientConfig:
 def parse_config(home: Path, raw: dict[str, Any]) -> Config:
     """Validate a parsed TOML document; every error names the offending key."""
     _check_keys(
-        "top level", raw, {"paths", "transcription", "limits", "signing", "clients", "retention"}
+        "top level",
+        raw,
+        {"paths", "transcription", "limits", "signing", "clients", "retention", "files"},
     )
     clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
     return Config(
@@ -278,6 +331,7 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
         limits=_limits(_table(raw, "limits")),
         signing=_signing(_table(raw, "signing")),
         clients=clients,
+        files=_files(_table(raw, "files")),
     )
 
 

@@ -91,3 +91,13 @@ class AuditError(TranscribeError):
     """The audit log's hash chain is broken: an entry was edited, deleted or moved."""
 
     exit_code = 12
+
+
+class FileStoreError(TranscribeError):
+    """The file store (local folders or S3) refused a key or a payload, or is unreachable."""
+
+    exit_code = 13
+
+
+class FileMissing(FileStoreError):
+    """No object under that key: never stored, or deleted (callers may treat it apart)."""
