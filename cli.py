@@ -677,5 +677,25 @@ def keys_rotate() -> None:
     )
 
 
+vocabulary_app = typer.Typer(
+    help="What was learnt from the authors' approved letters and corrections.",
+    no_args_is_help=True,
+)
+app.add_typer(vocabulary_app, name="vocabulary")
+
+
+@vocabulary_app.command("forget-author")
+def vocabulary_forget_author(
+    client: Annotated[str, typer.Argument(metavar="CLIENT")],
+    author: Annotated[str, typer.Argument(metavar="AUTHOR", help="As in the sidecars.")],
+) -> None:
+    """Purge an author's learnt corrections and terms for a client (audited)."""
+    from transcribe.vocabulary.authors import forget_author
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        gone = forget_author(config.paths.home, client, author, audit=store)
+    _line(f"{client}: {gone.corrections} correction(s) and {gone.terms} term(s) forgotten")
+
+
 if __name__ == "__main__":
     app()
