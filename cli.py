@@ -228,6 +228,10 @@ def demo() -> None:
         preview = _preview(result.previews.get(row["id"], row["reason"] or filed))
         table.add_row(row["id"], row["client"], row["state"], seconds, preview)
     out.print(table)
+    for job_id, credit in result.credits.items():
+        if job_id in result.previews:
+            out.print(f"\n{job_id}, a real recording ({credit}):", style="bold", markup=False)
+            out.print(_preview(result.previews[job_id], 480), markup=False, highlight=False)
     home = config.paths.home
     lines = [
         f"python cli.py --home {home} review             # correct and approve, keyboard only",
