@@ -228,6 +228,10 @@ def demo() -> None:
         preview = _preview(result.previews.get(row["id"], row["reason"] or filed))
         table.add_row(row["id"], row["client"], row["state"], seconds, preview)
     out.print(table)
+    for job_id, credit in result.credits.items():
+        if job_id in result.previews:
+            out.print(f"\n{job_id}, a real recording ({credit}):", style="bold", markup=False)
+            out.print(_preview(result.previews[job_id], 480), markup=False, highlight=False)
     home = config.paths.home
     lines = [
         f"python cli.py --home {home} review             # correct and approve, keyboard only",
@@ -675,6 +679,26 @@ def keys_rotate() -> None:
         f"archive key rotated: {result.reencrypted + result.already_done} item(s) "
         f"re-encrypted in {result.seconds:.1f} s; old key kept as {result.retired}"
     )
+
+
+vocabulary_app = typer.Typer(
+    help="What was learnt from the authors' approved letters and corrections.",
+    no_args_is_help=True,
+)
+app.add_typer(vocabulary_app, name="vocabulary")
+
+
+@vocabulary_app.command("forget-author")
+def vocabulary_forget_author(
+    client: Annotated[str, typer.Argument(metavar="CLIENT")],
+    author: Annotated[str, typer.Argument(metavar="AUTHOR", help="As in the sidecars.")],
+) -> None:
+    """Purge an author's learnt corrections and terms for a client (audited)."""
+    from transcribe.vocabulary.authors import forget_author
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        gone = forget_author(config.paths.home, client, author, audit=store)
+    _line(f"{client}: {gone.corrections} correction(s) and {gone.terms} term(s) forgotten")
 
 
 if __name__ == "__main__":

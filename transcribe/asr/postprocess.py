@@ -33,6 +33,7 @@ from ..vocabulary import (
     load_vocabulary,
 )
 from ..vocabulary.acoustic import AcousticCheck
+from ..vocabulary.authors import approved_terms
 from ..vocabulary.retrieve import Retrieved
 
 LEARNED_NAME = "learned.json"
@@ -94,6 +95,7 @@ def plan_biasing(
         client_terms=list(client.vocabulary),
         author_terms=list(client.author_vocabulary.get(author or "", ())),
         learned_terms=learned_terms,
+        approved_terms=approved_terms(home, client.id, author),
         base_dir=home,
     )
     if not vocabulary.terms:

@@ -271,6 +271,28 @@ def record_learning(
         log.warning("job %s: corrections not learnt: %s", job.id, exc)
 
 
+def record_author_terms(
+    config: Config, job: Job, text: str, draft: Mapping[str, Any], fields: Mapping[str, str]
+) -> None:
+    """Count the approved letter's terms for its author, never a word of the draft's
+    or the approved fields' values; a failure there never blocks an approval."""
+    from ..vocabulary.authors import learn_author_terms
+
+    client = config.client(job.client)
+    try:
+        learn_author_terms(
+            config.paths.home,
+            job.client,
+            job.author,
+            text,
+            domain=client.domain if client else "general",
+            lang=draft.get("language") or "fr",
+            private=[*draft.get("fields", {}).values(), *fields.values()],
+        )
+    except (TranscribeError, OSError, ValueError) as exc:
+        log.warning("job %s: author terms not learnt: %s", job.id, exc)
+
+
 # -- approval and query -----------------------------------------------------------
 
 
@@ -335,6 +357,7 @@ def approve_job(
         draft.get("language") or "fr",
         private=private_values(merged),
     )
+    record_author_terms(config, job, new_text, draft, merged)
     return job
 
 

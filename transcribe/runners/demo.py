@@ -1,9 +1,12 @@
-"""Sample dictations for ``make demo``, spoken by espeak-ng from invented text.
+"""Sample dictations for ``make demo``: English spoken by espeak-ng, French recorded.
 
-Every name and fact below is invented. The French voice of espeak-ng is robotic and
-Whisper base mishears much of it; real French dictation does far better (see the
-FLEURS numbers in bench/). The samples use dictation conventions ("comma", "virgule",
-"new paragraph") on purpose: they show what the post-processing stage has to handle.
+The English samples are invented text spoken by espeak-ng; every name and fact in them
+is invented. They use dictation conventions ("comma", "new paragraph") on purpose:
+they show what the post-processing stage has to handle. espeak-ng's French is too
+robotic for Whisper (base heard less than a third of its words right), so the French
+sample is a real recording: the preamble of the Universal Declaration of Human Rights
+read by a LibriVox volunteer (public domain; ``samples/README.md`` says where it comes
+from), dictated to the legal client.
 """
 
 from __future__ import annotations
@@ -18,20 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import ExternalToolError
+from ..errors import ExternalToolError, WorkspaceError
 from ..fsutil import atomic_copy, sha256_file
 from ..progress import Reporter
 from ..store import JobState, JobStore
 
+#: Real recordings shipped with the project (a source checkout; see its README).
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
+
 
 @dataclass(frozen=True)
 class Sample:
+    """One demo dictation: text for espeak-ng, or a recording from ``samples/``."""
+
     client: str
     name: str
-    voice: str
-    rate: int
-    text: str
     sidecar: dict[str, str]
+    text: str = ""
+    voice: str = ""
+    rate: int = 0
+    recording: str = ""
+    credit: str = ""
 
 
 SAMPLES = (
@@ -69,37 +79,13 @@ SAMPLES = (
         sidecar={"author": "Dr Amelia Hart", "document_type": "discharge summary"},
     ),
     Sample(
-        client="cabinet-martin",
-        name="compte-rendu.wav",
-        voice="fr-fr",
-        rate=135,
-        text=(
-            "Cher confrère virgule je vous remercie de m'avoir adressé madame Lucie Bernard "
-            "virgule âgée de soixante-huit ans point elle présente une dyspnée d'effort "
-            "depuis trois semaines point nouveau paragraphe l'échographie cardiaque montre "
-            "une fraction d'éjection conservée point"
-        ),
-        sidecar={
-            "author": "Dr Claire Martin",
-            "patient": "Lucie Bernard (fictive)",
-            "document_type": "compte rendu de consultation",
-            "language": "fr",
-        },
-    ),
-    Sample(
         client="maitre-dubois",
-        name="lettre-client.wav",
-        voice="fr-fr",
-        rate=135,
-        text=(
-            "Madame virgule suite à notre rendez-vous virgule je vous confirme que "
-            "l'assignation a été délivrée le douze mars point l'audience de référé est "
-            "fixée au mois prochain point"
-        ),
+        name="preambule-dudh.mp3",
+        recording="udhr_preamble_fr.mp3",
+        credit="LibriVox recording, public domain; text: OHCHR (ohchr.org)",
         sidecar={
             "author": "Maître Paul Dubois",
-            "matter": "Dossier 2026-017 (fictif)",
-            "document_type": "lettre",
+            "document_type": "note",
             "language": "fr",
         },
     ),
@@ -107,7 +93,7 @@ SAMPLES = (
 
 
 def synthesise(sample: Sample, folder: Path) -> Path:
-    """Speak one sample into ``folder`` with espeak-ng (the demo's only speech source)."""
+    """Speak one sample into ``folder`` with espeak-ng."""
     if shutil.which("espeak-ng") is None:
         raise ExternalToolError("espeak-ng is not installed", hint="run `make setup`")
     target = folder / sample.name
@@ -120,12 +106,25 @@ def synthesise(sample: Sample, folder: Path) -> Path:
     return target
 
 
+def sample_audio(sample: Sample, folder: Path) -> Path:
+    """The sample's audio: its shipped recording, else espeak-ng's speech in ``folder``."""
+    if not sample.recording:
+        return synthesise(sample, folder)
+    path = SAMPLES_DIR / sample.recording
+    if not path.is_file():
+        raise WorkspaceError(
+            f"demo recording {path} is missing",
+            hint="run the demo from a source checkout (`make demo`)",
+        )
+    return path
+
+
 def drop_samples(config: Config) -> list[Path]:
     """Put each sample (and its sidecar) in its client's inbox, unless already taken in."""
     dropped = []
     with tempfile.TemporaryDirectory() as tmp, JobStore(config.paths.database) as store:
         for sample in SAMPLES:
-            audio = synthesise(sample, Path(tmp))
+            audio = sample_audio(sample, Path(tmp))
             if store.find_by_hash(sha256_file(audio)) is not None:
                 continue
             target = config.paths.inbox / sample.client / sample.name
@@ -154,6 +153,7 @@ class DemoResult:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     previews: dict[str, str] = field(default_factory=dict)
     archived: list[Path] = field(default_factory=list)
+    credits: dict[str, str] = field(default_factory=dict)  # job id -> recording's source
 
 
 def letter_body(text: str) -> str:
@@ -192,5 +192,9 @@ def run_demo(config: Config, reporter: Reporter, engine_factory: Callable[[], An
         row["id"]: load_job_draft(config, row["id"])["text"]
         for row in result.jobs
         if row["state"] == "review"
+    }
+    credits = {sample.name: sample.credit for sample in SAMPLES if sample.credit}
+    result.credits = {
+        row["id"]: credits[row["source"]] for row in result.jobs if row["source"] in credits
     }
     return result

@@ -7,6 +7,7 @@ Typical use, once per dictation::
         "medical", "fr",
         client_terms=client.vocabulary,          # list of terms or a file path
         author_terms=author.vocabulary,
+        approved_terms=approved_terms(home, client.name, author.name),
         learned_terms=store.learned_terms(client.name, author.name),
         base_dir=client_folder,
     )
@@ -15,10 +16,19 @@ Typical use, once per dictation::
     words = store.apply(words, client.name, author.name).words
     words = LexiconMatcher.from_vocabulary(vocab).correct(words).words
     # ... after approval: store.record(client.name, author.name, draft_words, approved_text)
+    # and learn_author_terms(home, client.name, author.name, approved_text, domain=...,
+    #                        lang=..., private=letter_field_values)
 """
 
 from __future__ import annotations
 
+from transcribe.vocabulary.authors import (
+    AuthorTermOptions,
+    AuthorTermStore,
+    approved_terms,
+    forget_author,
+    learn_author_terms,
+)
 from transcribe.vocabulary.correct import (
     LEXICON_SOURCE,
     CorrectionOptions,
@@ -27,6 +37,7 @@ from transcribe.vocabulary.correct import (
     Replacement,
     correct_words,
 )
+from transcribe.vocabulary.extract import extract_terms
 from transcribe.vocabulary.learning import (
     LEARNED_SOURCE,
     CorrectionPair,
@@ -56,6 +67,8 @@ __all__ = [
     "LEARNED_SOURCE",
     "LEXICON_SOURCE",
     "WHISPER_MAX_PROMPT_TOKENS",
+    "AuthorTermOptions",
+    "AuthorTermStore",
     "CorrectionOptions",
     "CorrectionPair",
     "CorrectionResult",
@@ -71,10 +84,14 @@ __all__ = [
     "Vocabulary",
     "WhisperTokenCounter",
     "Word",
+    "approved_terms",
     "build_initial_prompt",
     "correct_words",
     "diff_corrections",
     "estimate_tokens",
+    "extract_terms",
+    "forget_author",
+    "learn_author_terms",
     "load_vocabulary",
     "parse_lexicon",
     "shipped_lexicon",

@@ -21,7 +21,7 @@ import fcntl
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from transcribe.vocabulary.normalise import compact_key, normalise_words
 from transcribe.vocabulary.words import as_word_dict, ends_clause, replace_span, split_edges
 
 LEARNED_SOURCE = "learned"
+LEARNED_NAME = "learned.json"  # in the workspace home
 _FORMAT_VERSION = 1
 
 
@@ -133,6 +134,23 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write cycles of one JSON file between processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def author_key(author: str | None) -> str:
+    """An author as stored, compared whatever the case and spacing ("" when unknown)."""
+    return " ".join((author or "").casefold().split())
+
+
 class LearningStore:
     """Corrections per client and author in one JSON file chosen by the caller."""
 
@@ -142,17 +160,8 @@ class LearningStore:
 
     # -- storage ---------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise read-modify-write cycles between processes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return locked(self.path)
 
     def _read(self) -> list[LearnedEntry]:
         try:
@@ -238,6 +247,19 @@ class LearningStore:
                     and phrase_key(e.wrong) == phrase_key(wrong)
                     and (author is None or e.author == author)
                 )
+            ]
+            if len(keep) != len(entries):
+                self._write(keep)
+        return len(entries) - len(keep)
+
+    def forget_author(self, client: str, author: str) -> int:
+        """Forget every correction learnt from one author of a client (purge)."""
+        with self._locked():
+            entries = self._read()
+            keep = [
+                e
+                for e in entries
+                if not (e.client == client and author_key(e.author) == author_key(author))
             ]
             if len(keep) != len(entries):
                 self._write(keep)

@@ -1,15 +1,17 @@
 """The vocabulary of one dictation: who it comes from and which terms matter most.
 
-A :class:`Vocabulary` merges four sources into one ranked, deduplicated list.
+A :class:`Vocabulary` merges five sources into one ranked, deduplicated list.
 The ranking is the order in which terms go into Whisper's prompt, where only a
 few dozen fit, so it encodes how specific a source is to this dictation:
 
 1. ``author``: the dictating doctor's or lawyer's own list (names of colleagues,
    the drugs they prescribe every day): the most specific.
-2. ``learned``: terms the secretaries had to correct repeatedly for this
+2. ``approved``: terms of the author's own approved letters, most used lately
+   first (see :mod:`transcribe.vocabulary.authors`): what they really dictate.
+3. ``learned``: terms the secretaries had to correct repeatedly for this
    client/author (see :mod:`transcribe.vocabulary.learning`): proven misses.
-3. ``client``: the practice's list, shared by its authors.
-4. ``domain``: the shipped medical/legal lexicon, by weight then file order.
+4. ``client``: the practice's list, shared by its authors.
+5. ``domain``: the shipped medical/legal lexicon, by weight then file order.
 
 A term listed by several sources keeps its highest-ranked source.
 """
@@ -37,6 +39,7 @@ class TermSource(StrEnum):
     """Where a term comes from; the declaration order is the prompt ranking."""
 
     AUTHOR = "author"
+    APPROVED = "approved"
     LEARNED = "learned"
     CLIENT = "client"
     DOMAIN = "domain"
@@ -129,16 +132,19 @@ def load_vocabulary(
     client_terms: TermList = None,
     author_terms: TermList = None,
     learned_terms: Sequence[str] = (),
+    approved_terms: Sequence[str] = (),
     base_dir: Path | None = None,
 ) -> Vocabulary:
     """Build the vocabulary for one dictation; raises ConfigError on bad input.
 
     ``learned_terms`` come from the learning store, already ordered by how often
-    they were corrected; they are not re-read from a file here.
+    they were corrected, and ``approved_terms`` from the author's approved letters,
+    best first; they are not re-read from a file here.
     """
     check_domain(domain, lang)
     terms = [
         *resolve_term_list(author_terms, TermSource.AUTHOR, base_dir=base_dir),
+        *resolve_term_list(list(approved_terms), TermSource.APPROVED),
         *resolve_term_list(list(learned_terms), TermSource.LEARNED),
         *resolve_term_list(client_terms, TermSource.CLIENT, base_dir=base_dir),
         *_entries_to_terms(shipped_lexicon(domain, lang), TermSource.DOMAIN),
