@@ -369,12 +369,12 @@ def batch(
 def retry(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
     """Send a failed job back to the stage that failed (transcription or letter)."""
     from transcribe.stages.transcription import retry_job
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
     from transcribe.store.audit import operator_id
 
     with errors_to_exit():
         config = _config()
-        with JobStore(config.paths.database, actor=operator_id()) as store:
+        with open_store(config, actor=operator_id()) as store:
             job = retry_job(config, store, job_id)
     out.print(
         f"{job.id}  {job.state}  (the next watch or batch picks it up)",
@@ -516,7 +516,7 @@ def approve(
     """Approve a job in review without the terminal loop (required fields are checked)."""
     from transcribe.review import approve_job, parse_field_args, read_text_arg, reviewer_id
     from transcribe.stages.letter import finish_approved
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
 
     with errors_to_exit():
         config = _config()
@@ -528,7 +528,7 @@ def approve(
             fields=parse_field_args(field or []),
             reviewer=who,
         )
-        with JobStore(config.paths.database, actor=who) as store:
+        with open_store(config, actor=who) as store:
             job = finish_approved(config, store, job.id)
         if job.state == "failed":
             from transcribe.errors import RenderError
@@ -553,11 +553,11 @@ app.add_typer(keys_app, name="keys")
 @contextmanager
 def _audited_store() -> Iterator[tuple[Config, Any]]:
     """Config and job store, with the operator as the audit log's actor."""
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
     from transcribe.store.audit import operator_id
 
     config = _config()
-    with JobStore(config.paths.database, actor=operator_id()) as store:
+    with open_store(config, actor=operator_id()) as store:
         yield config, store
 
 

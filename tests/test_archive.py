@@ -49,7 +49,7 @@ from transcribe.documents import (
 from transcribe.errors import ConfigError, StateError, WorkspaceError
 from transcribe.keys import PASSPHRASE_ENV, ArchiveKeys, load_identities
 from transcribe.stages.transcription import job_dir
-from transcribe.store import Job, JobState, JobStore, new_job_id
+from transcribe.store import Job, JobState, JobStore, new_job_id, open_store
 from transcribe.store.audit import verify_audit
 from transcribe.workspace import init_workspace
 
@@ -144,7 +144,7 @@ def make_rendered_job(
 
 @pytest.fixture
 def store(config: Config) -> Iterator[JobStore]:
-    with JobStore(config.paths.database, actor="test") as opened:
+    with open_store(config, actor="test") as opened:
         yield opened
 
 
@@ -583,7 +583,7 @@ def test_passphrase_protected_archive_key(
     key = config.paths.keys / "archive.key"
     assert key.read_bytes().startswith(b"age-encryption.org/v1")
     assert b"AGE-SECRET-KEY" not in key.read_bytes()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = make_rendered_job(config, store, signed_pdf)
         archive_job(config, store, job.id)  # its decrypt-verify step needs the passphrase
         monkeypatch.setenv(PASSPHRASE_ENV, "wrong")

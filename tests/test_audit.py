@@ -19,7 +19,7 @@ from transcribe.store import JobState, JobStore, new_job_id
 from transcribe.store import sqlite as store_module
 from transcribe.store.audit import AuditError, export_audit, verify_audit
 from transcribe.store.auditchain import GENESIS, entry_hash
-from transcribe.store.sqlite import MIGRATIONS
+from transcribe.store.sqlite import MIGRATIONS, SqliteStore
 
 runner = CliRunner()
 CHAIN_MIGRATION = next(i for i, script in enumerate(MIGRATIONS) if "prev_hash" in script)
@@ -41,7 +41,7 @@ def some_history(store: JobStore, jobs: int = 2) -> list[str]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[JobStore]:
-    with JobStore(tmp_path / "jobs.db", actor="secretary@desk") as opened:
+    with SqliteStore(tmp_path / "jobs.db", actor="secretary@desk") as opened:
         some_history(opened)
         yield opened
 
@@ -128,13 +128,13 @@ def test_entries_written_before_the_chain_are_sealed_at_migration(
     path = tmp_path / "old.db"
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:CHAIN_MIGRATION])
     old = sqlite3.connect(path, isolation_level=None)
-    store_module.JobStore._migrate(_Bare(old, path))
+    store_module.SqliteStore._migrate(_Bare(old, path))
     old.execute(
         "INSERT INTO events (at, actor, action, job_id) VALUES (1.5, 'system', 'created', 'j1')"
     )
     old.close()
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
-    with JobStore(path) as store:
+    with SqliteStore(path) as store:
         store.record("view", "j1")
         rows = store.events()
         assert rows[0]["prev_hash"] == GENESIS and rows[1]["prev_hash"] == rows[0]["hash"]
@@ -147,7 +147,7 @@ class _Bare:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db, self.path = db, path
 
-    transaction = JobStore.transaction
+    transaction = SqliteStore.transaction
 
 
 def test_export_writes_json_lines_and_is_itself_audited(store: JobStore, tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_export_writes_json_lines_and_is_itself_audited(store: JobStore, tmp_pat
 def test_audit_verify_on_the_command_line(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     assert runner.invoke(app, ["--home", str(home), "init", "--demo"]).exit_code == 0
-    with JobStore(home / "jobs.db") as store:
+    with SqliteStore(home / "jobs.db") as store:
         some_history(store)
     result = runner.invoke(app, ["--home", str(home), "audit", "verify"])
     assert result.exit_code == 0 and "audit log intact: 11 entries" in result.output

@@ -23,12 +23,12 @@ from transcribe.stages.intake import (
     scan_inbox,
     take_in,
 )
-from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import JobState, JobStore, new_job_id, open_store
 
 
 @pytest.fixture
 def store(config: Config) -> JobStore:
-    return JobStore(config.paths.database)
+    return open_store(config)
 
 
 def drop(config: Config, source: Path, name: str, client: str = CLIENT) -> Path:
@@ -194,11 +194,11 @@ def test_unknown_client_and_loose_files_are_quarantined(
 
 def test_caps_are_checked_before_decoding(home: Path, clips: list[Path]) -> None:
     config = set_config(home, max_file_mb=0.01, max_duration_min=10)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         result = take_in(drop(config, clips[0], "big.wav"), config, store)
     assert "over the 0 MB cap" in result.job.reason
     config = set_config(home, max_file_mb=100, max_duration_min=0.01)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         result = take_in(drop(config, clips[1], "long.wav"), config, store)
     assert "over the 0 min cap" in result.job.reason
 

@@ -13,7 +13,7 @@ from cli import app
 from tests.conftest import PROJECT
 from tests.test_review_session import RIVERSIDE_REQUIRED, make_job
 from transcribe.config import Config
-from transcribe.store import JobState, JobStore
+from transcribe.store import JobState, open_store
 
 runner = CliRunner()
 
@@ -64,7 +64,7 @@ def test_approve_without_a_terminal(config: Config, tmp_path: Path) -> None:
     assert files["draft"]["text"] == approved["text"]
     assert files["corrections"]["approved"] is True
     assert not (config.paths.work / "jobs" / job_id).exists()  # no plaintext left
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert store.get(job_id).state == JobState.ARCHIVED
         actors = {e["actor"] for e in store.events(job_id) if e["action"] == "state"}
         assert "cli@t" in actors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from transcribe.errors import JobNotFound, StateError, StoreError
+from transcribe.errors import JobNotFound, StateError, StoreConflict, StoreError
 from transcribe.store import JobState, JobStore, new_job_id
-from transcribe.store.sqlite import MIGRATIONS
+from transcribe.store.sqlite import MIGRATIONS, SqliteStore
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
+    return SqliteStore(tmp_path / "jobs.db")
 
 
 def add(store: JobStore, content_hash: str, **values: object) -> str:
@@ -40,18 +39,18 @@ def test_settings_are_durable_and_private(store: JobStore, tmp_path: Path) -> No
 
 
 def test_migrations_run_once_and_refuse_newer_schema(tmp_path: Path) -> None:
-    JobStore(tmp_path / "jobs.db").close()
-    again = JobStore(tmp_path / "jobs.db")
+    SqliteStore(tmp_path / "jobs.db").close()
+    again = SqliteStore(tmp_path / "jobs.db")
     assert again.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     again.db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     again.close()
     with pytest.raises(StoreError, match="newer version"):
-        JobStore(tmp_path / "jobs.db")
+        SqliteStore(tmp_path / "jobs.db")
 
 
 def test_content_hash_is_unique_among_live_jobs(store: JobStore) -> None:
     add(store, "h1")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreConflict):
         add(store, "h1")
     add(store, "h1", state=JobState.DUPLICATE)  # duplicates and quarantine may repeat
     add(store, "h1", state=JobState.QUARANTINED)
@@ -86,12 +85,12 @@ def test_claims_take_urgent_first_then_oldest(store: JobStore) -> None:
 
 def test_two_processes_never_claim_the_same_job(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    with JobStore(path) as store:
+    with SqliteStore(path) as store:
         for index in range(40):
             add(store, f"h{index}")
     script = (
-        "import sys; from pathlib import Path; from transcribe.store import JobStore\n"
-        "s = JobStore(Path(sys.argv[1]))\n"
+        "import sys; from pathlib import Path; from transcribe.store.sqlite import SqliteStore\n"
+        "s = SqliteStore(Path(sys.argv[1]))\n"
         "while (j := s.claim_next()) is not None: print(j.id, flush=True)\n"
     )
     procs = [
@@ -106,13 +105,13 @@ def test_two_processes_never_claim_the_same_job(tmp_path: Path) -> None:
 
 def test_threads_with_own_connections_claim_each_job_once(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    with JobStore(path) as store:
+    with SqliteStore(path) as store:
         for index in range(30):
             add(store, f"t{index}")
     claimed: list[str] = []
 
     def worker() -> None:
-        with JobStore(path) as own:
+        with SqliteStore(path) as own:
             while (job := own.claim_next()) is not None:
                 claimed.append(job.id)
 

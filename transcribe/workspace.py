@@ -17,7 +17,7 @@ from .config import CONFIG_NAME, Config, load_config
 from .errors import WorkspaceError
 from .fsutil import atomic_write_text
 from .keys import ensure_archive_keys
-from .store import JobStore
+from .store import open_store
 
 SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"
 
@@ -130,7 +130,7 @@ def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
     if demo:
         _copy_demo_templates(config)
         _make_demo_certificate(config)
-    JobStore(config.paths.database).close()
+    open_store(config).close()
     return InitResult(home=home, created_config=created, clients=tuple(config.clients))
 
 
