@@ -447,14 +447,16 @@ def doctor(
     """What is installed, which model and device, what is missing."""
     from dataclasses import asdict
 
-    from transcribe.doctor import run_checks
+    from transcribe.doctor import run_checks, store_check
     from transcribe.workspace import load_config
 
-    transcription = None
+    config = None
     with errors_to_exit():
         if (state.home / "transcribe.toml").is_file():
-            transcription = load_config(state.home).transcription
-        checks = run_checks(transcription)
+            config = load_config(state.home)
+        checks = run_checks(config.transcription if config else None)
+        if config:
+            checks.append(store_check(config))
     if as_json:
         typer.echo(json.dumps([asdict(c) for c in checks], indent=2))
     else:
@@ -548,6 +550,8 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 keys_app = typer.Typer(help="The archive's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The job store (SQLite or PostgreSQL).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @contextmanager
@@ -675,6 +679,18 @@ def keys_rotate() -> None:
         f"archive key rotated: {result.reencrypted + result.already_done} item(s) "
         f"re-encrypted in {result.seconds:.1f} s; old key kept as {result.retired}"
     )
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade the job store's schema; each version is recorded."""
+    from transcribe.store import migrate_store
+    from transcribe.store.audit import operator_id
+
+    with errors_to_exit():
+        result = migrate_store(_config(), actor=operator_id())
+    change = "up to date" if result.before == result.after else f"from schema {result.before}"
+    _line(f"{result.store}: schema {result.after} ({change})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli import app
@@ -22,6 +23,7 @@ def field_args(fields: dict[str, str]) -> list[str]:
     return [arg for name, value in fields.items() for arg in ("--field", f"{name}={value}")]
 
 
+@pytest.mark.both_backends
 def test_approve_without_a_terminal(config: Config, tmp_path: Path) -> None:
     home = str(config.paths.home)
     job_id = make_job(config, fields={"patient": "Jane Roe"})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CLIENT
+from tests.conftest import CLIENT, execute
 from transcribe.config import Config
 from transcribe.draft import load_draft, new_draft, save_draft
 from transcribe.errors import ConfigError, StateError
@@ -264,6 +264,7 @@ def job_state(config: Config, job_id: str) -> JobState:
         return store.get(job_id).state
 
 
+@pytest.mark.both_backends
 def test_a_job_is_locked_to_its_reviewer(config: Config) -> None:
     job_id = make_job(config)
     first = open_session(config, job_id, reviewer="alice@a")
@@ -280,18 +281,20 @@ def test_a_job_is_locked_to_its_reviewer(config: Config) -> None:
     second.close()
 
 
+@pytest.mark.both_backends
 def test_a_stale_lock_can_be_taken_over(config: Config) -> None:
     job_id = make_job(config)
     with open_store(config) as store:
         store.lock_for_review(job_id, "gone@a", timeout_s=60)
-        store.db.execute(
-            "UPDATE jobs SET review_lock_at = ? WHERE id = ?", (time.time() - 3600, job_id)
+        execute(
+            store, "UPDATE jobs SET review_lock_at = ? WHERE id = ?", time.time() - 3600, job_id
         )
     assert review_queue(config, SETTINGS)[0].locked_by is None
     session = open_session(config, job_id, reviewer="bob@b")
     session.close()
 
 
+@pytest.mark.both_backends
 def test_queue_is_urgent_first_then_oldest(config: Config) -> None:
     old = make_job(config, created_at=time.time() - 7200)
     new = make_job(config)
@@ -301,6 +304,7 @@ def test_queue_is_urgent_first_then_oldest(config: Config) -> None:
     assert entries[0].urgent and entries[0].doubtful == 3 and entries[1].age_s >= 7200
 
 
+@pytest.mark.both_backends
 def test_approve_checks_required_fields_then_records_everything(config: Config) -> None:
     job_id = make_job(config, fields={"patient": "Jane Roe"})
     session = open_session(config, job_id)
@@ -341,6 +345,7 @@ def test_approve_with_text_and_fields_given(config: Config) -> None:
         approve_job(config, make_job(config), text=" \n", fields=RIVERSIDE_REQUIRED, reviewer="x@y")
 
 
+@pytest.mark.both_backends
 def test_send_back_with_a_question_and_return(config: Config) -> None:
     job_id = make_job(config)
     session = open_session(config, job_id)

@@ -80,6 +80,7 @@ def test_a_file_still_being_written_is_not_taken_early(
     assert audiogen.KEYWORDS[2] in transcript(config, job.id)["text"].lower()
 
 
+@pytest.mark.both_backends
 def test_bad_files_do_not_stop_the_good_ones(
     config: Config, clips: list[Path], engine_factory
 ) -> None:
