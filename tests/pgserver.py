@@ -73,18 +73,22 @@ class PgServer:
             raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
     def start(self) -> PgServer:
+        owner = None
         if os.geteuid() == 0:  # initdb refuses root: the server belongs to `postgres`
             user = pwd.getpwnam("postgres")
-            os.chown(self.root, user.pw_uid, user.pw_gid)
+            owner = (user.pw_uid, user.pw_gid)
             self._as_server = ["runuser", "-u", "postgres", "--"]
+        self.socket.mkdir(mode=0o700)
+        for folder in (self.root, self.socket):
+            if owner:
+                os.chown(folder, *owner)
         self._run(
             str(self.bindir / "initdb"),
             *("-D", str(self.data), "-U", "postgres", "--auth=trust"),
             *("--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"),
         )
-        self._run("mkdir", "-m", "0700", str(self.socket))
-        settings = SETTINGS.format(socket=self.socket, port=self.port)
-        self._run("sh", "-c", f"cat >> '{self.data}/postgresql.conf' <<'EOF'\n{settings}EOF\n")
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write(SETTINGS.format(socket=self.socket, port=self.port))
         atexit.register(self.stop)  # even if the session ends without its teardown
         self.running = True
         self._run(
