@@ -11,7 +11,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv espeak-ng sox tmux age poppler-utils \
-	libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core
+	libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core \
+	postgresql
 MODEL := models/whisper-base/model.bin.sha256
 DEMO_HOME ?= demo
 

@@ -373,12 +373,12 @@ def batch(
 def retry(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
     """Send a failed job back to the stage that failed (transcription or letter)."""
     from transcribe.stages.transcription import retry_job
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
     from transcribe.store.audit import operator_id
 
     with errors_to_exit():
         config = _config()
-        with JobStore(config.paths.database, actor=operator_id()) as store:
+        with open_store(config, actor=operator_id()) as store:
             job = retry_job(config, store, job_id)
     out.print(
         f"{job.id}  {job.state}  (the next watch or batch picks it up)",
@@ -451,14 +451,16 @@ def doctor(
     """What is installed, which model and device, what is missing."""
     from dataclasses import asdict
 
-    from transcribe.doctor import run_checks
+    from transcribe.doctor import run_checks, store_check
     from transcribe.workspace import load_config
 
-    transcription = None
+    config = None
     with errors_to_exit():
         if (state.home / "transcribe.toml").is_file():
-            transcription = load_config(state.home).transcription
-        checks = run_checks(transcription)
+            config = load_config(state.home)
+        checks = run_checks(config.transcription if config else None)
+        if config:
+            checks.append(store_check(config))
     if as_json:
         typer.echo(json.dumps([asdict(c) for c in checks], indent=2))
     else:
@@ -520,7 +522,7 @@ def approve(
     """Approve a job in review without the terminal loop (required fields are checked)."""
     from transcribe.review import approve_job, parse_field_args, read_text_arg, reviewer_id
     from transcribe.stages.letter import finish_approved
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
 
     with errors_to_exit():
         config = _config()
@@ -532,7 +534,7 @@ def approve(
             fields=parse_field_args(field or []),
             reviewer=who,
         )
-        with JobStore(config.paths.database, actor=who) as store:
+        with open_store(config, actor=who) as store:
             job = finish_approved(config, store, job.id)
         if job.state == "failed":
             from transcribe.errors import RenderError
@@ -552,16 +554,18 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 keys_app = typer.Typer(help="The archive's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The job store (SQLite or PostgreSQL).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @contextmanager
 def _audited_store() -> Iterator[tuple[Config, Any]]:
     """Config and job store, with the operator as the audit log's actor."""
-    from transcribe.store import JobStore
+    from transcribe.store import open_store
     from transcribe.store.audit import operator_id
 
     config = _config()
-    with JobStore(config.paths.database, actor=operator_id()) as store:
+    with open_store(config, actor=operator_id()) as store:
         yield config, store
 
 
@@ -699,6 +703,18 @@ def vocabulary_forget_author(
     with errors_to_exit(), _audited_store() as (config, store):
         gone = forget_author(config.paths.home, client, author, audit=store)
     _line(f"{client}: {gone.corrections} correction(s) and {gone.terms} term(s) forgotten")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade the job store's schema; each version is recorded."""
+    from transcribe.store import migrate_store
+    from transcribe.store.audit import operator_id
+
+    with errors_to_exit():
+        result = migrate_store(_config(), actor=operator_id())
+    change = "up to date" if result.before == result.after else f"from schema {result.before}"
+    _line(f"{result.store}: schema {result.after} ({change})")
 
 
 if __name__ == "__main__":

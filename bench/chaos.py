@@ -82,6 +82,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -89,7 +90,7 @@ sys.path.insert(0, str(PROJECT))
 from tests.audiogen import speak  # noqa: E402
 from transcribe.config import Config, load_config  # noqa: E402
 from transcribe.fsutil import TMP_PREFIX, sha256_file  # noqa: E402
-from transcribe.store import Job, JobState, JobStore  # noqa: E402
+from transcribe.store import ArchiveEntry, Job, JobState, JobStore, open_store  # noqa: E402
 from transcribe.store.audit import verify_audit  # noqa: E402
 
 COUNTS = ("lost", "duplicated", "claimed_twice", "stuck", "plaintext", "integrity", "audit")
@@ -449,7 +450,7 @@ def secretary(bench: Bench, config: Config) -> int:
     """Approve some of the review queue through the library, as the review loop does."""
     from transcribe.review import approve_job
 
-    with JobStore(config.paths.database, actor="chaos") as store:
+    with open_store(config, actor="chaos") as store:
         review = store.jobs(JobState.REVIEW)
     if len(review) < 2 or bench.rng.random() < 0.4:
         return 0
@@ -548,14 +549,14 @@ class Snapshot:
     """What the job store says after recovery, read once per round."""
 
     jobs: list[Job]
-    events: list[sqlite3.Row]
-    items: dict[tuple[str, str], sqlite3.Row]
+    events: list[dict[str, Any]]
+    items: dict[tuple[str, str], ArchiveEntry]
 
 
 def snapshot(config: Config) -> tuple[Snapshot, list[Problem]]:
-    with JobStore(config.paths.database, actor="chaos") as store:
-        rows = store.db.execute("SELECT * FROM archive_items").fetchall()
-        snap = Snapshot(store.jobs(), store.events(), {(r["job_id"], r["kind"]): r for r in rows})
+    with open_store(config, actor="chaos") as store:
+        rows = store.archive_entries()
+        snap = Snapshot(store.jobs(), store.events(), {(r.job_id, r.kind): r for r in rows})
         report = verify_audit(store)
     problems = [] if report.ok else [("audit", report.problem or "?", str(report.problem))]
     return snap, problems
@@ -592,10 +593,10 @@ def audio_intact(config: Config, job: Job, snap: Snapshot) -> bool:
     """The dictation's bytes are still held: in the work folder, or encrypted and indexed."""
     if job.state == JobState.ARCHIVED:
         item = snap.items.get((job.id, "audio"))
-        if item is None or item["sha256"] != job.content_hash:
+        if item is None or item.sha256 != job.content_hash:
             return False
-        sealed = config.paths.archive / item["path"]
-        return sealed.is_file() and sealed.stat().st_size == item["age_size"]
+        sealed = config.paths.archive / item.path
+        return sealed.is_file() and sealed.stat().st_size == item.age_size
     audio = config.paths.home / (job.audio_path or "")
     return audio.is_file() and sha256_file(audio) == job.content_hash
 
@@ -623,7 +624,7 @@ def check_jobs(bench: Bench, config: Config, snap: Snapshot) -> list[Problem]:
 
 def check_trails(snap: Snapshot) -> list[Problem]:
     """claimed_twice, review reached twice, and state changes that skip a step."""
-    trails: dict[str, list[sqlite3.Row]] = defaultdict(list)
+    trails: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in snap.events:
         if row["job_id"] and row["to_state"]:
             trails[row["job_id"]].append(row)
@@ -648,7 +649,7 @@ def check_trails(snap: Snapshot) -> list[Problem]:
 
 def check_archive_files(config: Config, snap: Snapshot) -> list[Problem]:
     """Every encrypted file is indexed, every indexed file is there, whole."""
-    indexed = {row["path"]: row for row in snap.items.values()}
+    indexed = {row.path: row for row in snap.items.values()}
     problems: list[Problem] = []
     for path in sorted(config.paths.archive.rglob("*.age")):
         rel = path.relative_to(config.paths.archive).as_posix()
@@ -656,7 +657,7 @@ def check_archive_files(config: Config, snap: Snapshot) -> list[Problem]:
             problems.append(("duplicated", f"age-{rel}", f"archive/{rel} is not in the index"))
     for rel, row in indexed.items():
         path = config.paths.archive / rel
-        if not path.is_file() or path.stat().st_size != row["age_size"]:
+        if not path.is_file() or path.stat().st_size != row.age_size:
             problems.append(("lost", f"item-{rel}", f"archive/{rel} missing or truncated"))
     return problems
 
@@ -781,7 +782,7 @@ def play_round(bench: Bench, number: int, tally: Tally, last: bool) -> None:
     drops = bench.rng.choice((1, 1, 2))
     writers = [w for w in (drop(bench)[1] for _ in range(drops)) if w is not None]
     approved = secretary(bench, config)
-    with JobStore(config.paths.database, actor="chaos") as store:
+    with open_store(config, actor="chaos") as store:
         stage, launches = stage_commands(bench, bench.rng.choices(STAGES, STAGE_WEIGHTS)[0], store)
     outcome = run_stage(bench, stage, launches)
     for writer in writers:

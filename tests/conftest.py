@@ -1,23 +1,30 @@
-"""Shared fixtures: a fresh demo workspace, real speech clips, one loaded model."""
+"""Shared fixtures: a fresh demo workspace, real speech clips, one loaded model, and
+the job store backends (SQLite, and a throwaway PostgreSQL server) to run tests on."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import audiogen
+from tests.pgserver import PgServer, server_binaries
 from transcribe.asr.engine import WhisperEngine
 from transcribe.config import Config, load_config
+from transcribe.store import JobStore
 from transcribe.workspace import init_workspace
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLIENT = "riverside-clinic"
+BACKENDS = ("sqlite", "postgresql")
 
 
 def set_config(home: Path, **values: float | str) -> Config:
@@ -32,23 +39,124 @@ def set_config(home: Path, **values: float | str) -> Config:
     return load_config(home)
 
 
-def cli_workspace(home: Path, clips: list[Path]) -> list[str]:
+def cli_workspace(home: Path, clips: list[Path], store_url: str = "") -> list[str]:
     """A demo workspace made by the real CLI, each clip dropped as ``d<N>.wav``; returns
     the command prefix (``python cli.py --home HOME``) for subprocess tests."""
     cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
     subprocess.run([*cli, "init", "--demo"], check=True, capture_output=True)
     set_config(home, stable_seconds=0.2, second_pass="false")
+    use_store(home, store_url)
     for index, clip in enumerate(clips):
         shutil.copyfile(clip, home / "inbox" / CLIENT / f"d{index}.wav")
     return cli
 
 
+def use_store(home: Path, url: str) -> None:
+    """Point a workspace at a server's job store; its unused jobs.db goes away."""
+    if url:
+        set_config(home, url=f'"{url}"')
+        for stale in home.glob("jobs.db*"):
+            stale.unlink()
+
+
+# -- job store backends -----------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.both_backends``: a test that uses the job store (through the
+    ``backend``, ``store``, ``home`` or ``config`` fixtures) runs on each backend."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole session, stopped at its end."""
+    bindir = server_binaries()
+    if bindir is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) are missing: run `make setup`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI must run the PostgreSQL tests)")
+        pytest.skip(message)
+    server = PgServer(bindir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@dataclass
+class Backend:
+    """The job store a test runs on: SQLite in the test's folder, or a database of
+    its own, already migrated, on the session's PostgreSQL server."""
+
+    name: str
+    folder: Path
+    server: PgServer | None = None
+    url: str = ""  # empty: the workspace's (or the folder's) jobs.db
+    databases: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> str:
+        """What a child process needs to open the same store (see :meth:`open_spec`)."""
+        return self.url or str(self.folder / "jobs.db")
+
+    def open(self, *, actor: str = "system") -> JobStore:
+        return open_spec(self.spec, actor=actor)
+
+    def new_database(self, *, migrated: bool = True) -> str:
+        """One more database on the server (dropped with the server), as a URL."""
+        assert self.server is not None
+        self.databases.append(self.server.create_database(migrated=migrated))
+        return self.server.url(self.databases[-1])
+
+
+def open_spec(spec: str, *, actor: str = "system") -> JobStore:
+    """A store from a PostgreSQL URL or a SQLite file path."""
+    if spec.startswith("postgresql://"):
+        from transcribe.store.postgres import PostgresStore
+
+        return PostgresStore(spec, actor=actor)
+    from transcribe.store.sqlite import SqliteStore
+
+    return SqliteStore(Path(spec), actor=actor)
+
+
+def execute(store: JobStore, sql: str, *params: Any) -> None:
+    """Raw SQL (``?`` marks) on either backend: how tests tamper behind the store's back."""
+    store.atomic(lambda tx: tx.execute(sql, params))
+
+
+def query(store: JobStore, sql: str, *params: Any) -> Sequence[Any]:
+    return store.atomic(lambda tx: list(tx.execute(sql, params).fetchall()))
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """SQLite unless the test is marked ``both_backends`` (then each in turn)."""
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield Backend("sqlite", tmp_path)
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    chosen = Backend("postgresql", tmp_path, server, "")
+    chosen.url = chosen.new_database()
+    try:
+        yield chosen
+    finally:
+        for database in chosen.databases:
+            server.drop_database(database)
+
+
+@pytest.fixture
+def home(tmp_path: Path, backend: Backend) -> Path:
     init_workspace(tmp_path / "home", demo=True)
     # One decoding per file: the second pass doubles transcription time and is tested
     # where it matters (test_vocabulary_retrieve, test_batch, bench/asr.py).
     set_config(tmp_path / "home", stable_seconds=0.3, second_pass="false")
+    use_store(tmp_path / "home", backend.url)
     return tmp_path / "home"
 
 

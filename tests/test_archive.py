@@ -24,7 +24,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.conftest import CLIENT, PROJECT
+from tests.conftest import CLIENT, PROJECT, execute
+from tests.conftest import query as raw_query
 from transcribe.archive import (
     ArchiveError,
     archive_job,
@@ -49,7 +50,7 @@ from transcribe.documents import (
 from transcribe.errors import ConfigError, StateError, WorkspaceError
 from transcribe.keys import PASSPHRASE_ENV, ArchiveKeys, load_identities
 from transcribe.stages.transcription import job_dir
-from transcribe.store import Job, JobState, JobStore, new_job_id
+from transcribe.store import Job, JobState, JobStore, new_job_id, open_store
 from transcribe.store.audit import verify_audit
 from transcribe.workspace import init_workspace
 
@@ -144,7 +145,7 @@ def make_rendered_job(
 
 @pytest.fixture
 def store(config: Config) -> Iterator[JobStore]:
-    with JobStore(config.paths.database, actor="test") as opened:
+    with open_store(config, actor="test") as opened:
         yield opened
 
 
@@ -245,6 +246,7 @@ def test_no_plaintext_left_in_the_workspace_after_archiving(
     assert "Quimper" not in details and "apixaban" not in details
 
 
+@pytest.mark.both_backends
 def test_blind_index_finds_the_patient_without_storing_the_name(
     config: Config, store: JobStore, signed_pdf: bytes
 ) -> None:
@@ -257,13 +259,14 @@ def test_blind_index_finds_the_patient_without_storing_the_name(
     assert list_archive(config, store, patient="Hélène Smith") == []
     assert [j.job_id for j in list_archive(config, store, patient="smith")] == [other.id]
     assert list_archive(config, store, matter="Quimperlé") == []
-    terms = store.db.execute("SELECT term FROM blind_index").fetchall()
+    terms = raw_query(store, "SELECT term FROM blind_index")
     assert terms and all(len(t[0]) == 64 for t in terms)
     assert next(e["detail"] for e in store.events() if e["action"] == "archive-search") == (
         "by patient: 1 job(s)"
     )
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("crash_at", ["second item", "before the commit", "before clean-up"])
 def test_a_crash_anywhere_then_a_rerun_ends_archived_with_nothing_lost(
     config: Config,
@@ -312,11 +315,12 @@ def test_a_crash_anywhere_then_a_rerun_ends_archived_with_nothing_lost(
     assert plaintext_hits(config.paths.home) == []
 
 
+@pytest.mark.both_backends
 def test_only_a_rendered_job_is_archived(
     config: Config, store: JobStore, signed_pdf: bytes
 ) -> None:
     job = make_rendered_job(config, store, signed_pdf)
-    store.db.execute("UPDATE jobs SET state = 'approved' WHERE id = ?", (job.id,))
+    execute(store, "UPDATE jobs SET state = 'approved' WHERE id = ?", job.id)
     with pytest.raises(StateError, match="not rendered"):
         archive_job(config, store, job.id)
     assert job_dir(config, job).exists()
@@ -366,6 +370,7 @@ def test_damaged_item_is_named_by_verify_and_refused_by_get(
     assert result.exit_code == 11 and letter.name in result.output
 
 
+@pytest.mark.both_backends
 def test_damage_that_keeps_the_index_hash_is_still_caught(
     config: Config, store: JobStore, signed_pdf: bytes, tmp_path: Path
 ) -> None:
@@ -376,9 +381,11 @@ def test_damage_that_keeps_the_index_hash_is_still_caught(
     flip_byte(letter)
     from transcribe.fsutil import sha256_file
 
-    store.db.execute(
+    execute(
+        store,
         "UPDATE archive_items SET age_sha256 = ? WHERE job_id = ? AND kind = 'letter'",
-        (sha256_file(letter), job.id),
+        sha256_file(letter),
+        job.id,
     )
     (problem,) = verify_archive(config, store).problems
     assert "truncated or altered" in problem.message
@@ -494,6 +501,7 @@ def test_client_recipients_let_the_client_open_their_archive(
     assert store.get(other.id).state == JobState.RENDERED
 
 
+@pytest.mark.both_backends
 def test_rotation_reencrypts_everything_and_retires_the_old_key(
     config: Config, store: JobStore, signed_pdf: bytes, tmp_path: Path
 ) -> None:
@@ -583,7 +591,7 @@ def test_passphrase_protected_archive_key(
     key = config.paths.keys / "archive.key"
     assert key.read_bytes().startswith(b"age-encryption.org/v1")
     assert b"AGE-SECRET-KEY" not in key.read_bytes()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = make_rendered_job(config, store, signed_pdf)
         archive_job(config, store, job.id)  # its decrypt-verify step needs the passphrase
         monkeypatch.setenv(PASSPHRASE_ENV, "wrong")
@@ -626,12 +634,15 @@ def age_with_passphrase(identity: Path, path: Path, passphrase: str) -> bytes:
 
 
 def age_items(store: JobStore, job_id: str, days: float) -> None:
-    store.db.execute(
+    execute(
+        store,
         "UPDATE archive_items SET archived_at = archived_at - ? WHERE job_id = ?",
-        (days * 86400, job_id),
+        days * 86400,
+        job_id,
     )
 
 
+@pytest.mark.both_backends
 def test_retention_purges_expired_audio_and_audits_it(
     config: Config, store: JobStore, signed_pdf: bytes, tmp_path: Path
 ) -> None:
@@ -660,6 +671,7 @@ def test_retention_purges_expired_audio_and_audits_it(
     assert verify_audit(store).ok
 
 
+@pytest.mark.both_backends
 def test_client_retention_overrides_and_document_purge(
     config: Config, store: JobStore, signed_pdf: bytes
 ) -> None:
@@ -698,6 +710,7 @@ def test_retention_settings_are_validated() -> None:
 # -- the command line ------------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 def test_archive_list_get_verify_through_the_cli(
     config: Config, store: JobStore, signed_pdf: bytes, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from tests.conftest import CLIENT, PROJECT
 from transcribe.config import Config
 from transcribe.fsutil import TMP_PREFIX, temp_prefix
 from transcribe.stages.intake import sweep_temp_files
-from transcribe.store import JobStore, claim_is_stale
+from transcribe.store import claim_is_stale, open_store
 
 COUNTS_LINE = re.compile(
     r"^rounds=3 kills=\d+ lost=0 duplicated=0 claimed_twice=0 stuck=0 plaintext=0 "
@@ -106,7 +106,7 @@ def test_the_checks_see_planted_faults_and_nothing_on_a_clean_workspace(
     bench.dropped.append(gone)
     (config.paths.work / f"{TMP_PREFIX}12345-left").write_bytes(b"half")
     (bench.tmp / "lo-oneshot-x").mkdir()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.insert_job(
             id="20260101-abcdef", client=CLIENT, source_name="a.wav", content_hash="1" * 64
         )

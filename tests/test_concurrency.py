@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_workspace
+from tests.conftest import Backend, cli_workspace
+from transcribe.config import load_config
+from transcribe.store import open_store
+from transcribe.store.audit import verify_audit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
 
 def test_two_watchers_and_a_batch_never_step_on_each_other(
-    tmp_path: Path, clips: list[Path]
+    tmp_path: Path, clips: list[Path], backend: Backend
 ) -> None:
     home = tmp_path / "ws"
-    cli = cli_workspace(home, clips)
+    cli = cli_workspace(home, clips, backend.url)
     shutil.copyfile(clips[0], home / "inbox" / "cabinet-martin" / "copy.wav")
     workers = [
         subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -36,9 +39,8 @@ def test_two_watchers_and_a_batch_never_step_on_each_other(
     )
     states = sorted(j["state"] for j in jobs)
     assert states == ["duplicate"] + ["review"] * len(clips)
-    with sqlite3.connect(home / "jobs.db") as db:
-        reviews = db.execute(
-            "SELECT job_id, COUNT(*) FROM events WHERE to_state = 'review' GROUP BY job_id"
-        ).fetchall()
-    assert len(reviews) == len(clips) and {count for _, count in reviews} == {1}
+    with open_store(load_config(home)) as store:
+        reviews = Counter(e["job_id"] for e in store.events() if e["to_state"] == "review")
+        assert verify_audit(store).ok
+    assert len(reviews) == len(clips) and set(reviews.values()) == {1}
     assert not any(p.is_file() for p in (home / "inbox").rglob("*"))

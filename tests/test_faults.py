@@ -44,7 +44,7 @@ from transcribe.runners.watcher import watch
 from transcribe.stages.intake import take_in
 from transcribe.stages.letter import finish_all_approved, finish_approved, letter_path, render_job
 from transcribe.stages.transcription import job_dir
-from transcribe.store import Job, JobState, JobStore, new_job_id
+from transcribe.store import Job, JobState, new_job_id, open_store
 from transcribe.workspace import init_workspace
 
 pytestmark = pytest.mark.skipif(
@@ -161,7 +161,7 @@ def retry(config: Config, job_id: str, expected: str) -> None:
 def take_in_clip(config: Config, clip: Path) -> Job:
     dropped = config.paths.inbox / CLIENT / "d0.wav"
     shutil.copyfile(clip, dropped)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         result = take_in(dropped, config, store)
     assert result.job is not None and result.outcome == "accepted", result
     return result.job
@@ -170,7 +170,7 @@ def take_in_clip(config: Config, clip: Path) -> Job:
 def approved_job(config: Config, client: str = "cabinet-martin") -> str:
     """A job as the review loop leaves it: approved text and fields, nothing else."""
     job_id = new_job_id()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.insert_job(
             id=job_id, client=client, state=JobState.APPROVED, source_name="d.wav", language="fr"
         )
@@ -221,7 +221,7 @@ def rendered_job(config: Config, pdf: bytes) -> str:
     (folder / "audio.wav").write_bytes(b"RIFF" + os.urandom(2000))
     atomic_write_json(folder / "approved.json", {"text": EN_TEXT, "fields": EN_FIELDS})
     (folder / "letter.pdf").write_bytes(pdf)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.insert_job(
             id=job_id,
             client=CLIENT,
@@ -257,7 +257,7 @@ def test_disk_full_while_writing_the_transcript_fails_the_job_and_retry_finishes
     small_disk.free()
     retry(config, job.id, "received")
     watch(config, once=True, engine_factory=engine)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert store.get(job.id).state == JobState.REVIEW
     assert "chest" in (folder / "transcript.json").read_text(encoding="utf-8").lower()
     assert (folder / "draft.json").is_file()
@@ -270,7 +270,7 @@ def test_a_full_disk_under_the_job_store_corrupts_nothing_and_loses_nothing(
     be recorded, so the run stops with one line (exit 10) and changes nothing."""
     config = workspace(small_disk.path)
     job = take_in_clip(config, clips[2])
-    with JobStore(config.paths.database) as held:  # the review loop has it open
+    with open_store(config) as held:  # the review loop has it open
         held.checkpoint()  # an empty WAL: the next commit needs new blocks
         small_disk.fill()
         done = subprocess.run(
@@ -316,7 +316,7 @@ def test_disk_full_while_writing_the_letter_keeps_no_partial_pdf(
 ) -> None:
     config = workspace(tmp_path, work=small_disk.path / "work")
     job_id = approved_job(config)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = render_job(config, store, job_id, converter=FillsDiskAfterConverting(small_disk))
     assert_failed(job, "rendering: cannot write the letter", "no space left", f"retry {job_id}")
     only_approved_json(config, job_id)
@@ -325,7 +325,7 @@ def test_disk_full_while_writing_the_letter_keeps_no_partial_pdf(
 
     small_disk.free()
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = render_job(config, store, job_id)
     assert job.state == JobState.RENDERED, job.reason
     assert letter_path(config, job).read_bytes().startswith(b"%PDF-")
@@ -337,7 +337,7 @@ def test_disk_full_while_archiving_keeps_the_letter_and_no_stray_item(
     config = workspace(tmp_path, archive=small_disk.path / "archive")
     job_id = rendered_job(config, signed_pdf)
     small_disk.fill()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         (job,) = archive_pending(config, store)  # what the watcher does
     assert_failed(job, "archiving: cannot write archive item", "no space left", f"retry {job_id}")
     assert letter_path(config, job).read_bytes() == signed_pdf  # nothing lost
@@ -346,7 +346,7 @@ def test_disk_full_while_archiving_keeps_the_letter_and_no_stray_item(
 
     small_disk.free()
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = finish_approved(config, store, job_id)  # the verified letter is reused
         assert job.state == JobState.ARCHIVED, job.reason
         (entry,) = list_archive(config, store)
@@ -372,14 +372,14 @@ def test_libreoffice_missing_fails_the_job_and_retry_renders_once_it_is_back(
     job_id = approved_job(config)
     path = os.environ["PATH"]
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = render_job(config, store, job_id)
     assert_failed(job, "rendering: LibreOffice (soffice) not found", "apt-get install")
     only_approved_json(config, job_id)
 
     monkeypatch.setenv("PATH", path)
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert render_job(config, store, job_id).state == JobState.RENDERED
     assert_audit_intact(config)
 
@@ -391,7 +391,7 @@ def test_libreoffice_missing_fails_each_letter_of_a_batch_instead_of_stalling(
     still ends failed with its reason (not left approved, retried every turn)."""
     jobs = [approved_job(config) for _ in range(3)]
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         done = finish_all_approved(config, store)
     assert sorted(job.id for job in done) == sorted(jobs)
     for job in done:
@@ -418,7 +418,7 @@ def test_a_hanging_libreoffice_is_stopped_with_its_children(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the converter's own scratch
     job_id = approved_job(config)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         converter = OneShotConverter(soffice=str(fake), timeout_s=1)
         job = render_job(config, store, job_id, converter=converter)
     assert_failed(job, "rendering: LibreOffice did not finish within 1 s and was stopped")
@@ -442,7 +442,7 @@ def test_wrong_signing_passphrase_fails_before_any_pdf_exists(
 ) -> None:
     job_id = approved_job(config)
     monkeypatch.setenv("TRANSCRIBE_SIGNING_PASSPHRASE", "not-the-passphrase")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = finish_approved(config, store, job_id)
     assert_failed(job, "rendering: cannot open signing certificate signing.p12", "passphrase")
     only_approved_json(config, job_id)  # no unsigned PDF, anywhere
@@ -451,7 +451,7 @@ def test_wrong_signing_passphrase_fails_before_any_pdf_exists(
 
     monkeypatch.delenv("TRANSCRIBE_SIGNING_PASSPHRASE")  # the owner-only file again
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert finish_approved(config, store, job_id).state == JobState.ARCHIVED
 
 
@@ -461,7 +461,7 @@ def test_a_garbage_client_key_fails_the_job_with_the_file_and_line(
     job_id = rendered_job(config, signed_pdf)
     recipients = config.paths.keys / f"{CLIENT}.recipients"
     recipients.write_text("age1notakey\n")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         (job,) = archive_pending(config, store)  # what the watcher does
     assert job.id == job_id
     assert_failed(job, f"archiving: {recipients}:1 is not an age recipient")
@@ -471,7 +471,7 @@ def test_a_garbage_client_key_fails_the_job_with_the_file_and_line(
 
     recipients.unlink()
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert finish_approved(config, store, job_id).state == JobState.ARCHIVED
 
 
@@ -484,7 +484,7 @@ def test_a_replaced_archive_key_is_refused_and_get_writes_no_plaintext(
     genuine = public.read_text()
     public.write_text(f"{pyrage.x25519.Identity.generate().to_public()}\n")
     job_id = rendered_job(config, signed_pdf)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = finish_approved(config, store, job_id)
     assert_failed(job, "was not archived: the archive key cannot open it", "keys/archive.pub")
     assert letter_path(config, job).read_bytes() == signed_pdf
@@ -492,7 +492,7 @@ def test_a_replaced_archive_key_is_refused_and_get_writes_no_plaintext(
 
     public.write_text(genuine)
     retry(config, job_id, "approved")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert finish_approved(config, store, job_id).state == JobState.ARCHIVED
 
     identity = config.paths.keys / "archive.key"

@@ -44,7 +44,7 @@ from transcribe.runners.watcher import WatchSummary, watch
 from transcribe.stages.intake import finish_pending_intake, is_ignored, scan_inbox, take_in
 from transcribe.stages.sidecar import display_name
 from transcribe.stages.transcription import transcript_path
-from transcribe.store import Job, JobState, JobStore
+from transcribe.store import Job, JobState, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -313,7 +313,7 @@ def test_each_entry_alone_through_the_intake_api(
     if case.outcome is None:
         assert is_ignored(path) and path not in set(scan_inbox(config.paths.inbox))
         return
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = take_in(path, config, store).job
     assert job is not None and job.source_name == case.shown
     if case.outcome == JobState.QUARANTINED:
@@ -354,7 +354,7 @@ def run_once_guarded(config: Config, engine_factory: Callable[[Config], object])
 
 
 def jobs_by_source(config: Config) -> dict[str, Job]:
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         jobs = store.jobs()
     by_source = {job.source_name: job for job in jobs}
     assert len(by_source) == len(jobs), "two jobs for one inbox entry"
@@ -510,7 +510,7 @@ def test_a_writer_holding_its_file_open_cannot_change_the_taken_audio(
     first, other = silence(7), clips[4].read_bytes()
     fd = hold_open(config.paths.inbox / CLIENT / "held.wav", first)
     try:
-        with JobStore(config.paths.database) as store:
+        with open_store(config) as store:
             result = take_in(config.paths.inbox / CLIENT / "held.wav", config, store)
         assert result.outcome == "accepted"
         os.ftruncate(fd, 0)
@@ -535,7 +535,7 @@ def test_a_file_rewritten_during_intake_is_left_or_taken_whole(
     hashes = {hashlib.sha256(v).hexdigest() for v in versions}
     folder = config.paths.inbox / CLIENT
     reasons: set[str] = set()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         for attempt in range(4):
             path = folder / f"busy{attempt}.wav"
             fd = hold_open(path, versions[0])
@@ -611,7 +611,7 @@ def test_a_full_disk_at_intake_leaves_the_file_in_the_inbox(small_work: Config) 
     big = audiogen.silence_wav(folder / "big.wav", 10.0)  # 320 KB
     small = audiogen.silence_wav(folder / "small.wav", 2.0)
     big_hash = sha256_file(big)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert take_in(big, config, store).outcome == "skipped"
         assert store.jobs() == [] and sha256_file(big) == big_hash
         assert no_temp_files(config)
@@ -630,7 +630,7 @@ def test_a_full_disk_after_the_commit_is_finished_by_recovery(config: Config) ->
     the file stays in the inbox, and the next recovery pass finishes the job."""
     path = audiogen.silence_wav(config.paths.inbox / CLIENT / "late.wav", 1.0)
     expected = sha256_file(path)
-    with tmpfs_work(config, "size=4m,nr_inodes=4"), JobStore(config.paths.database) as store:
+    with tmpfs_work(config, "size=4m,nr_inodes=4"), open_store(config) as store:
         assert take_in(path, config, store).outcome == "skipped"
         [job] = store.jobs()
         assert (job.state, job.claimed_by, job.content_hash) == (JobState.RECEIVED, None, expected)
@@ -662,7 +662,7 @@ def test_ten_hours_are_refused_from_the_header_without_reading_the_file(
     path = config.paths.inbox / CLIENT / "ten-hours.wav"
     sparse_silence(path, 10)
     size = path.stat().st_size
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         before = bytes_read()
         job = take_in(path, config, store).job
         read = bytes_read() - before

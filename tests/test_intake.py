@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,13 @@ from transcribe.stages.intake import (
     scan_inbox,
     take_in,
 )
-from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import JobState, JobStore, new_job_id, open_store
 
 
 @pytest.fixture
-def store(config: Config) -> JobStore:
-    return JobStore(config.paths.database)
+def store(config: Config) -> Iterator[JobStore]:
+    with open_store(config) as opened:
+        yield opened
 
 
 def drop(config: Config, source: Path, name: str, client: str = CLIENT) -> Path:
@@ -97,6 +99,7 @@ def test_a_good_file_becomes_a_received_job_and_leaves_the_inbox(
     assert b"Invented Person" not in config.paths.database.read_bytes()
 
 
+@pytest.mark.both_backends
 def test_same_content_again_is_a_duplicate_not_a_new_job(
     config: Config, store: JobStore, clips: list[Path]
 ) -> None:
@@ -194,11 +197,11 @@ def test_unknown_client_and_loose_files_are_quarantined(
 
 def test_caps_are_checked_before_decoding(home: Path, clips: list[Path]) -> None:
     config = set_config(home, max_file_mb=0.01, max_duration_min=10)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         result = take_in(drop(config, clips[0], "big.wav"), config, store)
     assert "over the 0 MB cap" in result.job.reason
     config = set_config(home, max_file_mb=100, max_duration_min=0.01)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         result = take_in(drop(config, clips[1], "long.wav"), config, store)
     assert "over the 0 min cap" in result.job.reason
 
@@ -225,6 +228,7 @@ def _committed_but_not_moved(config: Config, store: JobStore, source: Path) -> s
     return job_id
 
 
+@pytest.mark.both_backends
 def test_crash_after_commit_before_move_is_finished_without_duplicate(
     config: Config, store: JobStore, clips: list[Path]
 ) -> None:
@@ -238,6 +242,7 @@ def test_crash_after_commit_before_move_is_finished_without_duplicate(
     assert len(store.jobs()) == 1
 
 
+@pytest.mark.both_backends
 def test_crash_after_move_before_clearing_is_finished(
     config: Config, store: JobStore, clips: list[Path]
 ) -> None:
@@ -251,6 +256,7 @@ def test_crash_after_move_before_clearing_is_finished(
     assert (target.parent / "sidecar.json").is_file()
 
 
+@pytest.mark.both_backends
 def test_live_intake_of_another_process_is_left_alone(
     config: Config, store: JobStore, clips: list[Path]
 ) -> None:

@@ -14,7 +14,7 @@ from transcribe.config import Config, load_config
 from transcribe.fsutil import atomic_write_json
 from transcribe.stages.letter import letter_path, render_job, required_fields
 from transcribe.stages.transcription import job_dir
-from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import JobState, new_job_id, open_store
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def approved_job(
     fields: dict[str, str] | None = None,
 ) -> str:
     job_id = new_job_id()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.insert_job(
             id=job_id,
             client=client,
@@ -54,7 +54,7 @@ def approved_job(
 @pytest.mark.slow
 def test_an_approved_job_becomes_a_signed_letter(config: Config) -> None:
     job_id = approved_job(config)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = render_job(config, store, job_id)
         assert job.state == JobState.RENDERED, job.reason
         assert render_job(config, store, job_id).state == JobState.RENDERED  # idempotent
@@ -69,7 +69,7 @@ def test_an_approved_job_becomes_a_signed_letter(config: Config) -> None:
 
 def test_a_missing_field_fails_the_job_with_the_reason_and_no_pdf(config: Config) -> None:
     job_id = approved_job(config, fields={"patient": "X"})
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = render_job(config, store, job_id)
     assert job.state == JobState.FAILED and "rendering:" in job.reason
     assert "date_naissance" in job.reason and "\n" not in job.reason
@@ -114,7 +114,7 @@ def test_format_reads_stdin_and_uses_client_settings(home: Path) -> None:
 
 def test_a_failed_letter_is_retried_from_the_letter_stage(config: Config) -> None:
     job_id = approved_job(config, fields={"patient": "X"})
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert render_job(config, store, job_id).state == JobState.FAILED
     result = runner.invoke(app, ["--home", str(config.paths.home), "retry", job_id])
     assert result.exit_code == 0 and "approved" in result.output

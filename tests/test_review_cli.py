@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli import app
 from tests.conftest import PROJECT
 from tests.test_review_session import RIVERSIDE_REQUIRED, make_job
 from transcribe.config import Config
-from transcribe.store import JobState, JobStore
+from transcribe.store import JobState, open_store
 
 runner = CliRunner()
 
@@ -22,6 +23,7 @@ def field_args(fields: dict[str, str]) -> list[str]:
     return [arg for name, value in fields.items() for arg in ("--field", f"{name}={value}")]
 
 
+@pytest.mark.both_backends
 def test_approve_without_a_terminal(config: Config, tmp_path: Path) -> None:
     home = str(config.paths.home)
     job_id = make_job(config, fields={"patient": "Jane Roe"})
@@ -64,7 +66,7 @@ def test_approve_without_a_terminal(config: Config, tmp_path: Path) -> None:
     assert files["draft"]["text"] == approved["text"]
     assert files["corrections"]["approved"] is True
     assert not (config.paths.work / "jobs" / job_id).exists()  # no plaintext left
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert store.get(job_id).state == JobState.ARCHIVED
         actors = {e["actor"] for e in store.events(job_id) if e["action"] == "state"}
         assert "cli@t" in actors

@@ -23,7 +23,7 @@ from transcribe.review import ReviewSettings
 from transcribe.review.i18n import Messages
 from transcribe.review.settings import ACTIONS
 from transcribe.review.tui import ReviewApp, key_label
-from transcribe.store import JobStore
+from transcribe.store import open_store
 
 UNMAPPED = [
     "x",
@@ -87,7 +87,7 @@ def test_every_key_has_help_and_none_breaks_the_loop(
     job_id = make_job(config)
     folder = config.paths.work / "jobs" / job_id
     audiogen.speak(audiogen.SENTENCES[0], folder / "audio.wav")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.update(job_id, audio_path=f"work/jobs/{job_id}/audio.wav")
     settings = ReviewSettings(player=(str(fake_player(tmp_path)), "{file}"))
     keys: list[str] = []
@@ -112,7 +112,7 @@ def test_every_key_has_help_and_none_breaks_the_loop(
     draft = load_draft(config.paths.work / "jobs" / job_id / "draft.json")
     assert draft["text"] == TEXT.replace("palpitations", "tachycardia")  # E ran $EDITOR
     assert draft["fields"]["salutation"] == "Dear Dr Patel"
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         assert store.get(job_id).review_lock is None
 
 

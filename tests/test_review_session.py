@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CLIENT
+from tests.conftest import CLIENT, execute
 from transcribe.config import Config
 from transcribe.draft import load_draft, new_draft, save_draft
 from transcribe.errors import ConfigError, StateError
@@ -34,7 +34,7 @@ from transcribe.review.approval import parse_field_args, word_diff
 from transcribe.review.i18n import STRINGS, Messages
 from transcribe.review.settings import ACTIONS, SETTINGS_NAME, parse_settings
 from transcribe.stages.transcription import draft_path, job_dir
-from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import JobState, new_job_id, open_store
 
 TEXT = "Dear Doctor Patl, thank you for seeing this patient. She has palpitations."
 # (word, probability); a word's position is found in TEXT in order
@@ -74,7 +74,7 @@ def make_job(
 ) -> str:
     """A job in review with a hand-made draft, as the transcription stage leaves it."""
     job_id = new_job_id()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = store.insert_job(
             id=job_id,
             client=client,
@@ -260,10 +260,11 @@ def test_a_client_without_template_requires_nothing(config: Config, home: Path) 
 
 
 def job_state(config: Config, job_id: str) -> JobState:
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         return store.get(job_id).state
 
 
+@pytest.mark.both_backends
 def test_a_job_is_locked_to_its_reviewer(config: Config) -> None:
     job_id = make_job(config)
     first = open_session(config, job_id, reviewer="alice@a")
@@ -280,18 +281,20 @@ def test_a_job_is_locked_to_its_reviewer(config: Config) -> None:
     second.close()
 
 
+@pytest.mark.both_backends
 def test_a_stale_lock_can_be_taken_over(config: Config) -> None:
     job_id = make_job(config)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         store.lock_for_review(job_id, "gone@a", timeout_s=60)
-        store.db.execute(
-            "UPDATE jobs SET review_lock_at = ? WHERE id = ?", (time.time() - 3600, job_id)
+        execute(
+            store, "UPDATE jobs SET review_lock_at = ? WHERE id = ?", time.time() - 3600, job_id
         )
     assert review_queue(config, SETTINGS)[0].locked_by is None
     session = open_session(config, job_id, reviewer="bob@b")
     session.close()
 
 
+@pytest.mark.both_backends
 def test_queue_is_urgent_first_then_oldest(config: Config) -> None:
     old = make_job(config, created_at=time.time() - 7200)
     new = make_job(config)
@@ -301,6 +304,7 @@ def test_queue_is_urgent_first_then_oldest(config: Config) -> None:
     assert entries[0].urgent and entries[0].doubtful == 3 and entries[1].age_s >= 7200
 
 
+@pytest.mark.both_backends
 def test_approve_checks_required_fields_then_records_everything(config: Config) -> None:
     job_id = make_job(config, fields={"patient": "Jane Roe"})
     session = open_session(config, job_id)
@@ -341,6 +345,7 @@ def test_approve_with_text_and_fields_given(config: Config) -> None:
         approve_job(config, make_job(config), text=" \n", fields=RIVERSIDE_REQUIRED, reviewer="x@y")
 
 
+@pytest.mark.both_backends
 def test_send_back_with_a_question_and_return(config: Config) -> None:
     job_id = make_job(config)
     session = open_session(config, job_id)
@@ -348,8 +353,8 @@ def test_send_back_with_a_question_and_return(config: Config) -> None:
     assert job.state == JobState.QUERY and job.review_lock is None
     query = json.loads((job_dir_of(config, job_id) / QUERY_NAME).read_text())
     assert query["question"] == "Which dose of bisoprolol for Mrs Roe?"
-    with JobStore(config.paths.database) as store:
-        details = " ".join(str(tuple(e)) for e in store.events(job_id))
+    with open_store(config) as store:
+        details = " ".join(str(tuple(e.values())) for e in store.events(job_id))
     assert "Roe" not in details  # the question stays out of the job store
     assert review_queue(config, SETTINGS) == []
     with pytest.raises(StateError):
@@ -409,7 +414,7 @@ def test_screen_language_follows_the_locale(environ: dict[str, str], french: boo
 
 def test_transcript_json_is_never_touched(config: Config) -> None:
     job_id = make_job(config)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         folder = job_dir(config, store.get(job_id))
     (folder / "transcript.json").write_text('{"text": "original"}')
     session = open_session(config, job_id)

@@ -23,7 +23,7 @@ from transcribe.draft import load_draft
 from transcribe.review import ReviewSettings
 from transcribe.review.session import is_doubtful
 from transcribe.runners.watcher import watch
-from transcribe.store import JobState, JobStore
+from transcribe.store import JobState, open_store
 
 pytestmark = pytest.mark.slow
 REVIEWER = "secretary@test"
@@ -88,7 +88,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
 
 
 def lock_of(config: Config, job_id: str) -> str | None:
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         return store.get(job_id).review_lock
 
 
@@ -99,7 +99,7 @@ def test_review_in_a_real_terminal(
     shutil.copyfile(clips[0], inbox / "letter.wav")
     (inbox / "letter.wav.json").write_text(json.dumps({"author": "Dr Hart", "patient": "Jane Roe"}))
     watch(config, once=True, engine_factory=lambda: engine_factory(config), poll_seconds=0.05)
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         [job] = store.jobs(JobState.REVIEW)
     folder = config.paths.work / "jobs" / job.id
     transcript_hash = hashlib.sha256((folder / "transcript.json").read_bytes()).hexdigest()
@@ -156,7 +156,7 @@ def test_review_in_a_real_terminal(
     terminal.wait_for("Approve this letter? (y/n)")
     terminal.type("y")
     terminal.keys("Enter")
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         wait_until(lambda: store.get(job.id).state == JobState.APPROVED)
         assert store.get(job.id).review_lock is None
 

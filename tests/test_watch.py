@@ -17,7 +17,7 @@ from transcribe.config import Config
 from transcribe.fsutil import sha256_file
 from transcribe.runners.watcher import watch
 from transcribe.stages.transcription import transcript_path
-from transcribe.store import JobState, JobStore
+from transcribe.store import JobState, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def run_once(config: Config, engine_factory: Callable[[Config], object]):  # typ
 
 
 def transcript(config: Config, job_id: str) -> dict:
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         return json.loads(transcript_path(config, store.get(job_id)).read_text())
 
 
@@ -80,6 +80,7 @@ def test_a_file_still_being_written_is_not_taken_early(
     assert audiogen.KEYWORDS[2] in transcript(config, job.id)["text"].lower()
 
 
+@pytest.mark.both_backends
 def test_bad_files_do_not_stop_the_good_ones(
     config: Config, clips: list[Path], engine_factory
 ) -> None:
@@ -116,7 +117,7 @@ def test_continuous_watch_takes_files_present_at_start_and_dropped_later(
     shutil.copyfile(clips[5], config.paths.inbox / "cabinet-martin" / "late.wav")
     shutil.copyfile(clips[4], config.paths.inbox / CLIENT / "early-again.wav")
     deadline = time.monotonic() + 120
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         while time.monotonic() < deadline:
             states = {j.source_name: j.state for j in store.jobs()}
             if (

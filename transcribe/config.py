@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the job store is: ``url`` empty (``jobs.db`` in the workspace, the
+    default), ``sqlite:///FILE`` (relative to the workspace; ``sqlite:////abs/FILE``)
+    or ``postgresql://user@host/db``. Never a password: libpq takes it from
+    ``PGPASSWORD``, a ``PGPASSFILE`` or a ``PGSERVICE`` entry, all outside the config."""
+
+    url: str = ""
+    backend: str = "sqlite"  # sqlite | postgresql
+    path: Path | None = None  # the SQLite file, when not the workspace's jobs.db
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
@@ -127,6 +140,7 @@ class Config:
     signing: SigningConfig = field(default_factory=SigningConfig)
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     files: FilesConfig = field(default_factory=FilesConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def client(self, client_id: str) -> ClientConfig | None:
         return self.clients.get(client_id)
@@ -297,6 +311,47 @@ def _files(raw: dict[str, Any]) -> FilesConfig:
     return FilesConfig(**values)
 
 
+STORE_URLS = "sqlite:///FILE or postgresql://USER@HOST/DATABASE"
+
+
+def _store(home: Path, raw: dict[str, Any]) -> StoreConfig:
+    """``[store] url``; the URL is never echoed back, in case it holds a secret."""
+    _check_keys("store", raw, {"url"})
+    url = raw.get("url", "")
+    if not isinstance(url, str):
+        raise ConfigError(f"[store] url must be a string: {STORE_URLS}")
+    url = url.strip()
+    if not url:
+        return StoreConfig()
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if sep and scheme == "sqlite":
+        if not rest.startswith("/") or not rest.strip("/"):
+            raise ConfigError(
+                f"[store] url: a SQLite store is written {STORE_URLS.split(' or ')[0]}"
+            )
+        return StoreConfig(url=url, backend="sqlite", path=(home / rest[1:]).resolve())
+    if sep and scheme in ("postgresql", "postgres"):
+        if _has_password(url):
+            raise ConfigError(
+                "[store] url must not contain a password",
+                hint="give it in PGPASSWORD, an owner-only PGPASSFILE (~/.pgpass) or a"
+                " PGSERVICE entry, never in the config",
+            )
+        return StoreConfig(url=url, backend="postgresql")
+    raise ConfigError(f"[store] url: expected {STORE_URLS}, or nothing for jobs.db")
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        in_netloc = parts.password is not None
+    except ValueError:  # a malformed address: refuse it rather than guess
+        return True
+    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    return in_netloc or any(key.lower() == "password" for key in query)
+
+
 def _client(client_id: str, raw: Any) -> ClientConfig:
     section = f"clients.{client_id}"
     if not CLIENT_ID.match(client_id):
@@ -322,7 +377,7 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
     _check_keys(
         "top level",
         raw,
-        {"paths", "transcription", "limits", "signing", "clients", "retention", "files"},
+        {"paths", "transcription", "limits", "signing", "clients", "retention", "files", "store"},
     )
     clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
     return Config(
@@ -332,6 +387,7 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
         signing=_signing(_table(raw, "signing")),
         clients=clients,
         files=_files(_table(raw, "files")),
+        store=_store(home, _table(raw, "store")),
     )
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from .asr.engine import choose_device, cuda_device_count
 from .asr.models import EMBEDDED_SOURCES, embedded_dir, resolve_model
-from .config import TranscriptionConfig
+from .config import Config, TranscriptionConfig
 from .errors import TranscribeError
 
-PACKAGES = ("faster-whisper", "ctranslate2", "av", "watchdog", "typer", "rich")
+PACKAGES = ("faster-whisper", "ctranslate2", "av", "watchdog", "typer", "rich", "psycopg")
 TOOLS = {
     "espeak-ng": "speech for tests and the demo",
     "soffice": "DOCX to PDF (libreoffice-writer-nogui)",
@@ -77,3 +77,14 @@ def run_checks(config: TranscriptionConfig | None = None) -> list[Check]:
             Check(f"tool: {tool}", path is not None, path or f"missing: {purpose}", required=False)
         )
     return checks
+
+
+def store_check(config: Config) -> Check:
+    """Which job store the workspace uses, and whether it opens at its schema."""
+    from .store import open_store
+
+    try:
+        with open_store(config) as store:
+            return Check("job store", True, f"{store.describe()}, schema {store.schema_version()}")
+    except TranscribeError as exc:
+        return Check("job store", False, str(exc))

@@ -81,6 +81,11 @@ class StoreError(TranscribeError):
     exit_code = 10
 
 
+class StoreConflict(StoreError):
+    """A write the store's constraints refuse: a second live job with the same content
+    hash, a job id taken twice. Nothing was written."""
+
+
 class ArchiveError(TranscribeError):
     """An archived item is missing, truncated, altered, or not openable with our key."""
 

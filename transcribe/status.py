@@ -8,7 +8,7 @@ from .config import Config
 from .draft import load_draft
 from .errors import StateError
 from .stages.transcription import draft_path, transcript_path
-from .store import JobStore
+from .store import open_store
 from .store.audit import operator_id
 
 STATUS_FIELDS = (
@@ -28,7 +28,7 @@ STATUS_FIELDS = (
 
 
 def list_jobs(config: Config, *, client: str | None = None) -> list[dict[str, Any]]:
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         jobs = store.jobs(client=client)
     return [{key: job.as_dict()[key] for key in STATUS_FIELDS} for job in jobs]
 
@@ -38,7 +38,7 @@ def load_job_draft(config: Config, job_id: str) -> dict[str, Any]:
 
     Reading a draft is reading health or legal data: the view is audited.
     """
-    with JobStore(config.paths.database, actor=operator_id()) as store:
+    with open_store(config, actor=operator_id()) as store:
         job = store.get(job_id)
         path = draft_path(config, job)
         if not path.is_file():

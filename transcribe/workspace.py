@@ -17,7 +17,7 @@ from .config import CONFIG_NAME, Config, load_config
 from .errors import WorkspaceError
 from .fsutil import atomic_write_text
 from .keys import ensure_archive_keys
-from .store import JobStore
+from .store import open_store
 
 SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"
 
@@ -66,6 +66,13 @@ passphrase_file = "keys/signing.pass"
 trust_root = ""            # extra root certificate (PEM) to trust when verifying
 timestamp_url = ""         # a time-stamping authority makes signatures PAdES B-T
 visible_stamp = false
+
+[store]
+# Where jobs, their audit trail and the archive index are kept. Empty: jobs.db in this
+# folder (SQLite). Several machines: "postgresql://USER@HOST/DATABASE", then run
+# `transcribe db migrate`. Never a password here: libpq reads PGPASSWORD, PGPASSFILE
+# (~/.pgpass, owner-only) or PGSERVICE.
+url = ""
 """
 
 DEMO_CLIENTS = """
@@ -130,7 +137,8 @@ def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
     if demo:
         _copy_demo_templates(config)
         _make_demo_certificate(config)
-    JobStore(config.paths.database).close()
+    if config.store.backend == "sqlite":
+        open_store(config).close()  # a server's schema is made by `transcribe db migrate`
     return InitResult(home=home, created_config=created, clients=tuple(config.clients))
 
 

@@ -15,13 +15,13 @@ import hashlib
 import hmac
 import json
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..store import ArchiveEntry, JobStore
 from .crypto import Digest, Sealed
 
 NAME_KINDS = ("patient", "matter")
@@ -96,68 +96,41 @@ class IndexedItem:
     purged_at: float | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> IndexedItem:
+    def from_entry(cls, entry: ArchiveEntry) -> IndexedItem:
         return cls(
-            job_id=row["job_id"],
-            kind=row["kind"],
-            path=row["path"],
-            plain=Digest(row["sha256"], row["size_bytes"]),
-            cipher=Digest(row["age_sha256"], row["age_size"]),
-            archived_at=row["archived_at"],
-            purged_at=row["purged_at"],
+            job_id=entry.job_id,
+            kind=entry.kind,
+            path=entry.path,
+            plain=Digest(entry.sha256, entry.size_bytes),
+            cipher=Digest(entry.age_sha256, entry.age_size),
+            archived_at=entry.archived_at,
+            purged_at=entry.purged_at,
         )
 
 
-def save_item(
-    db: sqlite3.Connection, job_id: str, kind: str, path: str, sealed: Sealed, archived_at: float
-) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO archive_items (job_id, kind, path, sha256, size_bytes,"
-        " age_sha256, age_size, archived_at, purged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        (
-            job_id,
-            kind,
-            path,
-            sealed.plain.sha256,
-            sealed.plain.size,
-            sealed.cipher.sha256,
-            sealed.cipher.size,
-            archived_at,
-        ),
-    )
-
-
-def save_terms(db: sqlite3.Connection, job_id: str, terms: Iterable[tuple[str, str]]) -> None:
-    db.execute("DELETE FROM blind_index WHERE job_id = ?", (job_id,))
-    db.executemany(
-        "INSERT INTO blind_index (job_id, kind, term) VALUES (?, ?, ?)",
-        [(job_id, kind, term) for kind, term in sorted(terms)],
+def index_entry(
+    job_id: str, kind: str, path: str, sealed: Sealed, archived_at: float
+) -> ArchiveEntry:
+    """The index row of an item just sealed."""
+    return ArchiveEntry(
+        job_id=job_id,
+        kind=kind,
+        path=path,
+        sha256=sealed.plain.sha256,
+        size_bytes=sealed.plain.size,
+        age_sha256=sealed.cipher.sha256,
+        age_size=sealed.cipher.size,
+        archived_at=archived_at,
     )
 
 
 def items(
-    db: sqlite3.Connection, *, job_id: str | None = None, include_purged: bool = True
+    store: JobStore, *, job_id: str | None = None, include_purged: bool = True
 ) -> list[IndexedItem]:
-    sql = "SELECT * FROM archive_items WHERE 1=1"
-    params: list[Any] = []
-    if job_id is not None:
-        sql += " AND job_id = ?"
-        params.append(job_id)
-    if not include_purged:
-        sql += " AND purged_at IS NULL"
-    rows = db.execute(sql + " ORDER BY archived_at, job_id, kind", params).fetchall()
-    return [IndexedItem.from_row(row) for row in rows]
+    entries = store.archive_entries(job_id=job_id, include_purged=include_purged)
+    return [IndexedItem.from_entry(entry) for entry in entries]
 
 
-def search(db: sqlite3.Connection, secret: bytes, kind: str, name: str) -> set[str]:
+def search(store: JobStore, secret: bytes, kind: str, name: str) -> set[str]:
     """Jobs whose ``kind`` name contains every word of ``name``."""
-    terms = blind_terms(secret, kind, name)
-    if not terms:
-        return set()
-    marks = ", ".join("?" for _ in terms)
-    rows = db.execute(
-        f"SELECT job_id FROM blind_index WHERE kind = ? AND term IN ({marks})"
-        " GROUP BY job_id HAVING COUNT(DISTINCT term) = ?",
-        (kind, *sorted(terms), len(terms)),
-    ).fetchall()
-    return {row[0] for row in rows}
+    return store.find_by_terms(kind, blind_terms(secret, kind, name))

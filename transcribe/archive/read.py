@@ -84,11 +84,11 @@ def list_archive(
             continue
         if not name.strip():
             raise ConfigError(f"empty {kind} name to search for")
-        found = search(store.db, ArchiveKeys(config.paths.keys).index_secret(), kind, name)
+        found = search(store, ArchiveKeys(config.paths.keys).index_secret(), kind, name)
         wanted = found if wanted is None else wanted & found
         store.record("archive-search", None, f"by {kind}: {len(found)} job(s)")
     grouped: dict[str, list[IndexedItem]] = {}
-    for item in items(store.db):
+    for item in items(store):
         grouped.setdefault(item.job_id, []).append(item)
     result = []
     for job_id, found_items in grouped.items():
@@ -106,7 +106,7 @@ def list_archive(
 
 def _item(store: JobStore, job_id: str, kind: str) -> IndexedItem:
     store.get(job_id)  # JobNotFound for an unknown id
-    for item in items(store.db, job_id=job_id):
+    for item in items(store, job_id=job_id):
         if item.kind == kind:
             if item.purged_at is not None:
                 raise ArchiveError(
@@ -206,7 +206,7 @@ def verify_archive(config: Config, store: JobStore) -> ArchiveReport:
     identities = ArchiveKeys(config.paths.keys).identities()
     roots = _trust_roots(config)
     with archive_lock(config, exclusive=False):
-        indexed = items(store.db)
+        indexed = items(store)
         problems = _problems(config, indexed, identities, roots)
     notes = _strays(config, {item.path for item in indexed})
     purged = sum(1 for item in indexed if item.purged_at is not None)

@@ -110,7 +110,7 @@ class Purged:
 def due(store: JobStore, retention: Retention, now: float) -> list[tuple[IndexedItem, str, int]]:
     """Items past their client's retention period: (item, client, days)."""
     found = []
-    for item in items(store.db, include_purged=False):
+    for item in items(store, include_purged=False):
         client = store.get(item.job_id).client
         days = retention.for_client(client).days_for(item.kind)
         if days is not None and item.archived_at + days * DAY_S <= now:
@@ -142,14 +142,13 @@ def _purge(
         if dry_run:
             continue
         _remove(config.paths.archive / item.path)
-        with store.transaction() as db:
-            db.execute(
-                "UPDATE archive_items SET purged_at = ? WHERE job_id = ? AND kind = ?",
-                (now, item.job_id, item.kind),
-            )
-            if item.kind == "letter":
-                db.execute("DELETE FROM blind_index WHERE job_id = ?", (item.job_id,))
-            store._event("purge", item.job_id, detail=f"{item.kind}: retention of {days} days")
+        store.purge_archive_item(
+            item.job_id,
+            item.kind,
+            at=now,
+            detail=f"{item.kind}: retention of {days} days",
+            forget_names=item.kind == "letter",
+        )
     return done
 
 

@@ -68,18 +68,13 @@ def _rotate(config: Config, store: JobStore, passphrase: str | None) -> Rotation
     new = load_identities(keys.next_identity_path, passphrase)
     new_recipient = keys.next_recipient_path
     done = skipped = 0
-    for item in items(store.db, include_purged=False):
+    for item in items(store, include_purged=False):
         client = store.get(item.job_id).client
         recipients = _recipients(keys, new_recipient, client)
         sealed, fresh = _rotate_item(config, item, old, new, recipients)
         done += fresh
         skipped += not fresh
-        with store.transaction() as db:
-            db.execute(
-                "UPDATE archive_items SET age_sha256 = ?, age_size = ?"
-                " WHERE job_id = ? AND kind = ?",
-                (sealed.cipher.sha256, sealed.cipher.size, item.job_id, item.kind),
-            )
+        store.set_archive_cipher(item.job_id, item.kind, sealed.cipher.sha256, sealed.cipher.size)
     retired = finish_rotation(keys)
     store.record(
         "key-rotate", None, f"{done} item(s) re-encrypted; old key retired to keys/retired/"

@@ -35,7 +35,7 @@ from ..keys import ArchiveKeys, Identity, Recipient
 from ..stages.transcription import job_dir
 from ..store import Job, JobState, JobStore
 from .crypto import ArchiveError, Sealed, private_dirs, seal
-from .index import job_terms, names_in, save_item, save_terms
+from .index import index_entry, job_terms, names_in
 from .lock import archive_lock
 
 log = logging.getLogger(__name__)
@@ -137,13 +137,8 @@ def _archive_job(config: Config, store: JobStore, job_id: str) -> Job:
     sealed = _seal_all(config, plan, recipients, identities)
     terms = job_terms(secret, names_in(job_dir(config, job)))
     now = time.time()
-    with store.transaction() as db:
-        if store.get(job.id).state != JobState.RENDERED:  # re-read under the write lock
-            raise StateError(f"job {job.id} changed state while being archived")
-        db.execute("DELETE FROM archive_items WHERE job_id = ?", (job.id,))
-        for source, result in sealed:
-            save_item(db, job.id, source.kind, source.relpath, result, now)
-        save_terms(db, job.id, terms)
+    entries = [index_entry(job.id, s.kind, s.relpath, result, now) for s, result in sealed]
+    store.index_archive(job.id, entries, terms, expect=JobState.RENDERED)
     store.record("archive-write", job.id, "encrypted: " + ",".join(s.kind for s, _ in sealed))
     job = store.transition(
         job.id, JobState.ARCHIVED, expect=JobState.RENDERED, source_name=neutral_name(job)

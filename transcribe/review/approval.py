@@ -28,7 +28,7 @@ from ..draft import TOKEN, load_draft, save_draft, with_text
 from ..errors import ConfigError, StateError, TranscribeError
 from ..fsutil import atomic_write_json
 from ..stages.transcription import draft_path, job_dir
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, open_store
 from ..store.audit import operator_id
 from .settings import load_settings
 
@@ -327,7 +327,7 @@ def approve_job(
     both default to what the draft holds. Rendering is the next stage's business.
     """
     timeout_s = load_settings(config.paths.home).lock_timeout_s
-    with JobStore(config.paths.database, actor=reviewer) as store:
+    with open_store(config, actor=reviewer) as store:
         job = store.get(job_id)
         _check_reviewable(store, job, reviewer, timeout_s)
         path = draft_path(config, job)
@@ -409,7 +409,7 @@ def send_back(config: Config, job_id: str, question: str, *, reviewer: str) -> J
     if not question.strip():
         raise ConfigError("the question for the author is empty")
     timeout_s = load_settings(config.paths.home).lock_timeout_s
-    with JobStore(config.paths.database, actor=reviewer) as store:
+    with open_store(config, actor=reviewer) as store:
         job = store.get(job_id)
         _check_reviewable(store, job, reviewer, timeout_s)
         atomic_write_json(
@@ -436,7 +436,7 @@ def back_to_review(
     the question in ``query.json``."""
     import json
 
-    with JobStore(config.paths.database, actor=actor) as store:
+    with open_store(config, actor=actor) as store:
         job = store.get(job_id)
         path = job_dir(config, job) / QUERY_NAME
         if answer is not None and path.is_file():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..config import Config
 from ..draft import load_draft
 from ..stages.transcription import draft_path
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, open_store
 from .session import count_doubtful
 from .settings import ReviewSettings
 
@@ -28,7 +28,7 @@ class QueueEntry:
 def review_queue(config: Config, settings: ReviewSettings) -> list[QueueEntry]:
     """Every job in ``review``, with what the list shows (no patient names)."""
     now = time.time()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         jobs = store.jobs(JobState.REVIEW)
     entries = []
     for job in jobs:

@@ -32,7 +32,7 @@ from ..config import Config
 from ..draft import TOKEN, load_draft, save_draft, with_text
 from ..errors import ConfigError, StateError
 from ..stages.transcription import draft_path
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, open_store
 from .approval import (
     approve_job,
     field_key,
@@ -126,7 +126,7 @@ class ReviewSession:
         cls, config: Config, job_id: str, *, reviewer: str, settings: ReviewSettings
     ) -> ReviewSession:
         """Lock the job to ``reviewer`` (refused while someone else holds it)."""
-        store = JobStore(config.paths.database, actor=reviewer)
+        store = open_store(config, actor=reviewer)
         try:
             job = store.get(job_id)
             if job.state != JobState.REVIEW:

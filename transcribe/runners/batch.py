@@ -25,7 +25,7 @@ from ..config import Config
 from ..fsutil import atomic_write_json
 from ..progress import NullReporter, Reporter
 from ..stages.transcription import release_claim, transcribe_group
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, open_store
 from .watcher import Intake, drain_intake, finish_letters, recover, sigterm_as_interrupt
 
 REPORTS = "reports"
@@ -158,7 +158,7 @@ def run_batch(
     engine = engine_factory()
     settings = options.settings or choose_settings(engine)
     report.device, report.settings = asdict(engine.device), asdict(settings)
-    with JobStore(config.paths.database, actor="batch") as store, sigterm_as_interrupt():
+    with open_store(config, actor="batch") as store, sigterm_as_interrupt():
         recover(config, store, reporter)
         intake = Intake(config, store, reporter)
         intake.add_all()

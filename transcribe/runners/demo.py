@@ -24,7 +24,7 @@ from ..config import Config
 from ..errors import ExternalToolError, WorkspaceError
 from ..fsutil import atomic_copy, sha256_file
 from ..progress import Reporter
-from ..store import JobState, JobStore
+from ..store import JobState, open_store
 
 #: Real recordings shipped with the project (a source checkout; see its README).
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
@@ -122,7 +122,7 @@ def sample_audio(sample: Sample, folder: Path) -> Path:
 def drop_samples(config: Config) -> list[Path]:
     """Put each sample (and its sidecar) in its client's inbox, unless already taken in."""
     dropped = []
-    with tempfile.TemporaryDirectory() as tmp, JobStore(config.paths.database) as store:
+    with tempfile.TemporaryDirectory() as tmp, open_store(config) as store:
         for sample in SAMPLES:
             audio = sample_audio(sample, Path(tmp))
             if store.find_by_hash(sha256_file(audio)) is not None:
@@ -170,7 +170,7 @@ def approve_sample(config: Config) -> list[Path]:
     from ..stages.letter import finish_approved
     from ..stages.transcription import draft_path
 
-    with JobStore(config.paths.database, actor="demo") as store:
+    with open_store(config, actor="demo") as store:
         waiting = [j for j in store.jobs(JobState.REVIEW) if j.source_name == APPROVED_SAMPLE]
         for job in waiting:
             text = letter_body(load_draft(draft_path(config, job))["text"])

@@ -33,7 +33,7 @@ from ..stages.intake import (
     take_in,
 )
 from ..stages.transcription import transcribe_pending
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, open_store
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
@@ -208,7 +208,7 @@ def watch(
     """Run intake and transcription; ``once`` handles what is there now and returns."""
     reporter = reporter or NullReporter()
     summary = WatchSummary()
-    with JobStore(config.paths.database, actor="watcher") as store, sigterm_as_interrupt():
+    with open_store(config, actor="watcher") as store, sigterm_as_interrupt():
         recover(config, store, reporter)
         intake = Intake(config, store, reporter)
         intake.add_all()

@@ -4,8 +4,8 @@ Every state change, view, export, decryption, deletion and key rotation is an en
 (time, actor, action, job id, states, a detail without personal data), chained to
 the one before by SHA-256 (see :mod:`transcribe.store.auditchain`). :func:`verify_audit`
 recomputes the chain and names the first bad entry: altered, deleted, inserted or
-moved. It also checks that the last entries were not cut off (SQLite remembers the
-highest sequence number it handed out) and that every job's state is the one its
+moved. It also checks that the last entries were not cut off (each backend remembers
+the highest sequence number it handed out) and that every job's state is the one its
 audit trail ends in.
 
 Limit, by design of any unanchored chain: someone able to rewrite the whole database
@@ -18,15 +18,14 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import AuditError
 from ..fsutil import atomic_write_text
-from .auditchain import CHAINED_COLUMNS, GENESIS, entry_hash
-from .sqlite import JobStore
+from .auditchain import GENESIS, entry_hash
+from .contract import JobStore
 
 
 def operator_id() -> str:
@@ -51,15 +50,12 @@ class AuditReport:
 
     def raise_if_broken(self) -> None:
         if self.problem is not None:
-            raise AuditError(self.problem, hint="restore jobs.db from a backup and investigate")
+            raise AuditError(
+                self.problem, hint="restore the job store from a backup and investigate"
+            )
 
 
-def _rows(db: sqlite3.Connection) -> Iterator[sqlite3.Row]:
-    columns = ", ".join((*CHAINED_COLUMNS, "prev_hash", "hash"))
-    return db.execute(f"SELECT {columns} FROM events ORDER BY seq")
-
-
-def _link_problem(row: sqlite3.Row, expected_seq: int, expected_prev: str) -> str | None:
+def _link_problem(row: dict[str, Any], expected_seq: int, expected_prev: str) -> str | None:
     seq = row["seq"]
     if seq > expected_seq and row["prev_hash"] != expected_prev:
         missing = f"#{expected_seq}" if seq == expected_seq + 1 else f"#{expected_seq}-#{seq - 1}"
@@ -67,8 +63,7 @@ def _link_problem(row: sqlite3.Row, expected_seq: int, expected_prev: str) -> st
         return f"audit entry {missing} was deleted ({follows})"
     if row["hash"] is None or row["prev_hash"] is None:
         return f"audit entry #{seq} has no hash (the chain was tampered with)"
-    values = tuple(row)[: len(CHAINED_COLUMNS)]
-    if entry_hash(values, row["prev_hash"]) != row["hash"]:
+    if entry_hash(row, row["prev_hash"]) != row["hash"]:
         return f"audit entry #{seq} was altered or moved (its content no longer matches its hash)"
     if row["prev_hash"] != expected_prev:
         return f"audit entry #{seq} is out of place (it does not follow entry #{expected_seq - 1})"
@@ -77,33 +72,32 @@ def _link_problem(row: sqlite3.Row, expected_seq: int, expected_prev: str) -> st
 
 def verify_audit(store: JobStore) -> AuditReport:
     """Recompute the chain from the genesis value; stop at the first bad entry."""
-    db = store.db
-    count = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    count = 0
     expected_prev, expected_seq = GENESIS, 1
-    for row in _rows(db):
-        problem = _link_problem(row, expected_seq, expected_prev)
+    bad: tuple[int, str] | None = None
+    for row in store.iter_events():
+        count += 1
+        problem = None if bad else _link_problem(row, expected_seq, expected_prev)
         if problem:
-            return AuditReport(count, expected_prev, row["seq"], problem)
-        expected_prev, expected_seq = row["hash"], row["seq"] + 1
-    issued = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    if issued and issued[0] >= expected_seq:
+            bad = (row["seq"], problem)
+        elif not bad:
+            expected_prev, expected_seq = row["hash"], row["seq"] + 1
+    if bad:
+        return AuditReport(count, expected_prev, *bad)
+    issued = store.audit_issued()
+    if issued is not None and issued >= expected_seq:
         last = expected_seq - 1
-        problem = f"audit entries after #{last} were deleted (up to #{issued[0]} were written)"
+        problem = f"audit entries after #{last} were deleted (up to #{issued} were written)"
         return AuditReport(count, expected_prev, last + 1, problem)
-    mismatch = _state_mismatch(db)
+    mismatch = _state_mismatch(store)
     if mismatch:
         return AuditReport(count, expected_prev, None, mismatch)
     return AuditReport(count, expected_prev)
 
 
-def _state_mismatch(db: sqlite3.Connection) -> str | None:
+def _state_mismatch(store: JobStore) -> str | None:
     """A job whose state is not where its audited state changes lead."""
-    rows = db.execute(
-        "SELECT j.id, j.state, ("
-        "  SELECT e.to_state FROM events e WHERE e.job_id = j.id AND e.to_state IS NOT NULL"
-        "  ORDER BY e.seq DESC LIMIT 1) AS audited FROM jobs j ORDER BY j.id"
-    ).fetchall()
-    for job_id, state, audited in rows:
+    for job_id, state, audited in store.audited_states():
         if audited is not None and state != audited:
             return f"job {job_id} is {state} but its audit trail ends in {audited}"
     return None
@@ -112,7 +106,7 @@ def _state_mismatch(db: sqlite3.Connection) -> str | None:
 def export_audit(store: JobStore, out: Path) -> int:
     """Write the audit log as JSON lines (one entry per line, hashes included)."""
     rows = store.events()
-    lines = [json.dumps(dict(row), ensure_ascii=False, sort_keys=True) for row in rows]
+    lines = [json.dumps(row, ensure_ascii=False, sort_keys=True) for row in rows]
     atomic_write_text(out, "".join(line + "\n" for line in lines), mode=0o600)
     store.record("audit-export", None, f"{len(rows)} entries exported")
     return len(rows)

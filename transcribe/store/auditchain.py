@@ -7,8 +7,10 @@ hash; deleting, inserting or moving one breaks the link of the entry after it; s
 :func:`transcribe.store.audit.verify_audit` can name the first bad entry.
 
 This module is imported by the job store, so it imports nothing from the package.
-It works on the open SQLite connection, inside the caller's transaction, so an
-entry and its chain link are committed together with the state change they record.
+:func:`chain_event` and :func:`seal_unchained` work on the open SQLite connection,
+inside the caller's transaction, so an entry and its chain link are committed
+together with the state change they record; a backend with concurrent writers
+computes the link with :func:`entry_hash` from a locked chain head instead.
 """
 
 from __future__ import annotations

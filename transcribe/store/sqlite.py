@@ -1,4 +1,4 @@
-"""The job store: one SQLite file, the single source of truth for job states.
+"""The embedded job store: one SQLite file, the default for a single office.
 
 Why SQLite and these settings: WAL lets the review loop read while the watcher
 writes; ``synchronous=FULL`` makes every commit survive a power cut; ``BEGIN
@@ -10,52 +10,20 @@ The store keeps no patient or matter names: those live in the job's work folder.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import secrets
 import shutil
-import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import JobNotFound, StateError, StoreError
-from ..fsutil import process_alive
+from ..errors import StoreConflict, StoreError
 from .auditchain import chain_event, seal_unchained
+from .contract import Transaction
+from .sql import SqlJobStore
 
-
-class JobState(StrEnum):
-    RECEIVED = "received"
-    TRANSCRIBING = "transcribing"
-    REVIEW = "review"
-    APPROVED = "approved"
-    RENDERED = "rendered"
-    ARCHIVED = "archived"
-    FAILED = "failed"
-    QUARANTINED = "quarantined"
-    DUPLICATE = "duplicate"
-    QUERY = "query"  # sent back to the author with a question (review loop)
-
-
-S = JobState
-ALLOWED: dict[JobState, frozenset[JobState]] = {
-    S.RECEIVED: frozenset({S.TRANSCRIBING, S.QUARANTINED, S.FAILED}),
-    S.TRANSCRIBING: frozenset({S.REVIEW, S.RECEIVED, S.FAILED, S.QUARANTINED}),
-    S.REVIEW: frozenset({S.APPROVED, S.FAILED, S.QUERY}),
-    S.APPROVED: frozenset({S.RENDERED, S.REVIEW, S.FAILED}),
-    S.RENDERED: frozenset({S.ARCHIVED, S.FAILED}),
-    S.ARCHIVED: frozenset(),
-    S.FAILED: frozenset({S.RECEIVED, S.REVIEW, S.APPROVED, S.QUARANTINED}),
-    S.QUARANTINED: frozenset(),
-    S.DUPLICATE: frozenset(),
-    S.QUERY: frozenset({S.REVIEW}),
-}
+T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -133,96 +101,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-JOB_COLUMNS = [
-    "id",
-    "client",
-    "state",
-    "source_name",
-    "content_hash",
-    "duplicate_of",
-    "inbox_path",
-    "audio_path",
-    "size_bytes",
-    "duration_s",
-    "language",
-    "priority",
-    "author",
-    "document_type",
-    "reason",
-    "attempts",
-    "claimed_by",
-    "claimed_at",
-    "created_at",
-    "updated_at",
-    "review_lock",
-    "review_lock_at",
-    "warnings",
-]
 
+class SqliteStore(SqlJobStore):
+    """The job store in one SQLite file (``jobs.db``), migrated when opened."""
 
-@dataclass(frozen=True)
-class Job:
-    """A row of the jobs table, read-only: change it through :class:`JobStore`."""
-
-    id: str
-    client: str
-    state: JobState
-    source_name: str
-    content_hash: str | None
-    duplicate_of: str | None
-    inbox_path: str | None
-    audio_path: str | None
-    size_bytes: int | None
-    duration_s: float | None
-    language: str | None
-    priority: str
-    author: str | None
-    document_type: str | None
-    reason: str | None
-    attempts: int
-    claimed_by: str | None
-    claimed_at: float | None
-    created_at: float
-    updated_at: float
-    review_lock: str | None = None
-    review_lock_at: float | None = None
-    warnings: tuple[dict[str, str], ...] = ()
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
-        values = dict(zip(JOB_COLUMNS, row, strict=True))
-        values["state"] = JobState(values["state"])
-        values["warnings"] = tuple(json.loads(values["warnings"] or "[]"))
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in JOB_COLUMNS}
-        data["state"] = str(self.state)
-        data["warnings"] = [dict(w) for w in self.warnings]
-        data["source"] = self.source_name
-        for stamp in ("created_at", "updated_at", "claimed_at", "review_lock_at"):
-            if data[stamp] is not None:
-                data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
-        return data
-
-
-def worker_id() -> str:
-    """Identifies a claiming process, so a stale claim of a dead process can be freed."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def new_job_id(now: float | None = None) -> str:
-    """Sortable and readable on the phone: ``20261123-a1b2c3``."""
-    stamp = datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y%m%d")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-class JobStore:
-    """All reads and writes of job state. One instance per process and thread."""
+    backend = "sqlite"
 
     def __init__(self, path: Path, *, actor: str = "system") -> None:
+        super().__init__(actor=actor)
         self.path = path
-        self.actor = actor
         try:
             self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -233,22 +120,26 @@ class JobStore:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA secure_delete=ON")  # overwritten values are zeroed
             self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self.schema_before = self._migrate()
         except sqlite3.OperationalError as exc:  # e.g. no room for the WAL index
             self.db.close()
             raise store_fault(path, exc, "opened") from exc
-        os.chmod(path, 0o600)
+        except BaseException:
+            self.db.close()
+            raise
+        path.chmod(0o600)
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> JobStore:
-        return self
+    def describe(self) -> str:
+        return f"SQLite {self.path}"
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> int:
+        """Bring the file to the newest schema; returns the version found."""
         with self.transaction():
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -262,6 +153,7 @@ class JobStore:
                 self.db.execute(f"PRAGMA user_version = {number}")
             if version < len(MIGRATIONS):
                 seal_unchained(self.db)  # entries older than the audit chain, once
+        return int(version)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -282,7 +174,18 @@ class JobStore:
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):
                 raise store_fault(self.path, exc, "written") from exc
+            if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+                raise StoreConflict(f"job store refused a duplicate: {exc}") from exc
             raise
+
+    def atomic(self, body: Callable[[Transaction], T]) -> T:
+        if self.db.in_transaction:  # called from inside another body or a hook: join it
+            return body(Transaction(self, self.db))
+        with self.transaction():
+            return body(Transaction(self, self.db))
+
+    def execute_in_transaction(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, tuple(params))
 
     def _event(
         self,
@@ -297,205 +200,13 @@ class JobStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (time.time(), self.actor, action, job_id, from_state, to_state, detail),
         )
+        assert cursor.lastrowid is not None
         chain_event(self.db, cursor.lastrowid)
 
-    def record(self, action: str, job_id: str | None = None, detail: str | None = None) -> None:
-        """Audit an action that changes no state: view, export, decryption, purge, key
-        rotation. ``detail`` must never hold personal data (no names, no text)."""
-        with self.transaction():
-            self._event(action, job_id, detail=detail)
-
-    def insert_job(self, **values: Any) -> Job:
-        """Create a job and its ``created`` event in one transaction."""
-        now = time.time()
-        values.setdefault("created_at", now)
-        values["updated_at"] = now
-        values["state"] = str(values.get("state", JobState.RECEIVED))
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        with self.transaction():
-            self.db.execute(
-                f"INSERT INTO jobs ({columns}) VALUES ({marks})", tuple(values.values())
-            )
-            self._event("created", values["id"], None, values["state"], values.get("reason"))
-        return self.get(values["id"])
-
-    def get(self, job_id: str) -> Job:
-        row = self.db.execute(
-            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-        if row is None:
-            raise JobNotFound(f"no job {job_id!r}", hint="see `transcribe status`")
-        return Job.from_row(row)
-
-    def find_by_hash(self, content_hash: str) -> Job | None:
-        """The one live job holding this content, if any (duplicates and quarantine excluded)."""
-        row = self.db.execute(
-            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE content_hash = ? "
-            "AND state NOT IN ('duplicate', 'quarantined')",
-            (content_hash,),
-        ).fetchone()
-        return Job.from_row(row) if row else None
-
-    def jobs(self, *states: JobState, client: str | None = None) -> list[Job]:
-        """Jobs in queue order: urgent first, then oldest."""
-        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE 1=1"
-        params: list[Any] = []
-        if states:
-            sql += f" AND state IN ({', '.join('?' for _ in states)})"
-            params += [str(s) for s in states]
-        if client:
-            sql += " AND client = ?"
-            params.append(client)
-        sql += " ORDER BY priority = 'urgent' DESC, created_at, id"
-        return [Job.from_row(row) for row in self.db.execute(sql, params)]
-
-    def update(self, job_id: str, **values: Any) -> None:
-        """Change bookkeeping columns (not the state) of one job."""
-        if "state" in values:
-            raise ValueError("use transition() to change a job's state")
-        values = _columns(values)
-        values["updated_at"] = time.time()
-        assignments = ", ".join(f"{name} = ?" for name in values)
-        with self.transaction():
-            cursor = self.db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
-            )
-            if cursor.rowcount != 1:
-                raise JobNotFound(f"no job {job_id!r}")
-
-    def transition(
-        self,
-        job_id: str,
-        to_state: JobState,
-        *,
-        expect: JobState | tuple[JobState, ...] | None = None,
-        reason: str | None = None,
-        **values: Any,
-    ) -> Job:
-        """Move a job to a new state, checked against ALLOWED, audited, atomically."""
-        with self.transaction():
-            job = self.get(job_id)
-            expected = (expect,) if isinstance(expect, JobState) else expect
-            if expected and job.state not in expected:
-                raise StateError(f"job {job_id} is {job.state}, not {'/'.join(expected)}")
-            if to_state not in ALLOWED[job.state]:
-                raise StateError(f"job {job_id} cannot go from {job.state} to {to_state}")
-            values = _columns(values)
-            values.update(state=str(to_state), reason=reason, updated_at=time.time())
-            assignments = ", ".join(f"{name} = ?" for name in values)
-            self.db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
-            )
-            self._event("state", job_id, str(job.state), str(to_state), reason)
-        return self.get(job_id)
-
-    def claim_next(self, *, states: tuple[JobState, ...] = (JobState.RECEIVED,)) -> Job | None:
-        """Atomically take the next job to transcribe: urgent first, then oldest."""
-        with self.transaction():
-            row = self.db.execute(
-                f"SELECT id FROM jobs WHERE state IN ({', '.join('?' for _ in states)}) "
-                "AND inbox_path IS NULL "
-                "ORDER BY priority = 'urgent' DESC, created_at, id LIMIT 1",
-                [str(s) for s in states],
-            ).fetchone()
-            if row is None:
-                return None
-            job = self.get(row[0])
-            self.db.execute(
-                "UPDATE jobs SET state = ?, claimed_by = ?, claimed_at = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE id = ?",
-                (str(JobState.TRANSCRIBING), worker_id(), time.time(), time.time(), job.id),
-            )
-            self._event("state", job.id, str(job.state), str(JobState.TRANSCRIBING), "claimed")
-        return self.get(job.id)
-
-    def claim(self, job_id: str) -> Job | None:
-        """Take one given job if it is still waiting (another worker may have taken it)."""
-        with self.transaction():
-            cursor = self.db.execute(
-                "UPDATE jobs SET state = ?, claimed_by = ?, claimed_at = ?, "
-                "attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ? AND state = ? AND inbox_path IS NULL",
-                (
-                    str(JobState.TRANSCRIBING),
-                    worker_id(),
-                    time.time(),
-                    time.time(),
-                    job_id,
-                    str(JobState.RECEIVED),
-                ),
-            )
-            if cursor.rowcount != 1:
-                return None
-            self._event(
-                "state", job_id, str(JobState.RECEIVED), str(JobState.TRANSCRIBING), "claimed"
-            )
-        return self.get(job_id)
-
-    def release_stale_claims(self, timeout_s: float) -> list[str]:
-        """Give back jobs whose worker died (same host, pid gone) or went silent too long."""
-        released = []
-        with self.transaction():
-            rows = self.db.execute(
-                "SELECT id, claimed_by, claimed_at FROM jobs WHERE state = ?",
-                (str(JobState.TRANSCRIBING),),
-            ).fetchall()
-            for job_id, claimed_by, claimed_at in rows:
-                if not claim_is_stale(claimed_by, claimed_at, timeout_s):
-                    continue
-                self.db.execute(
-                    "UPDATE jobs SET state = ?, claimed_by = NULL, claimed_at = NULL, "
-                    "updated_at = ? WHERE id = ?",
-                    (str(JobState.RECEIVED), time.time(), job_id),
-                )
-                self._event(
-                    "state",
-                    job_id,
-                    str(JobState.TRANSCRIBING),
-                    str(JobState.RECEIVED),
-                    f"stale claim of {claimed_by} released",
-                )
-                released.append(job_id)
-        return released
-
-    def lock_for_review(self, job_id: str, reviewer: str, *, timeout_s: float) -> Job:
-        """Lock a job to one reviewer; a lock older than ``timeout_s`` may be taken over."""
-        with self.transaction():
-            job = self.get(job_id)
-            held = job.review_lock and job.review_lock != reviewer
-            fresh = job.review_lock_at is not None and time.time() - job.review_lock_at < timeout_s
-            if held and fresh:
-                raise StateError(
-                    f"job {job_id} is being reviewed by {job.review_lock}",
-                    hint=f"the lock expires {timeout_s / 60:.0f} min after their last action",
-                )
-            self.db.execute(
-                "UPDATE jobs SET review_lock = ?, review_lock_at = ? WHERE id = ?",
-                (reviewer, time.time(), job_id),
-            )
-            if not job.review_lock or held:
-                self._event("review-lock", job_id, detail=reviewer)
-        return self.get(job_id)
-
-    def unlock_review(self, job_id: str, reviewer: str) -> None:
-        """Release our own lock (on exit); someone else's lock is left alone."""
-        with self.transaction():
-            cursor = self.db.execute(
-                "UPDATE jobs SET review_lock = NULL, review_lock_at = NULL "
-                "WHERE id = ? AND review_lock = ?",
-                (job_id, reviewer),
-            )
-            if cursor.rowcount:
-                self._event("review-unlock", job_id, detail=reviewer)
-
-    def events(self, job_id: str | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM events"
-        params: tuple[Any, ...] = ()
-        if job_id:
-            sql += " WHERE job_id = ?"
-            params = (job_id,)
-        return self.db.execute(sql + " ORDER BY seq", params).fetchall()
+    def audit_issued(self) -> int | None:
+        """SQLite remembers the highest AUTOINCREMENT value it handed out."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return None if row is None else int(row[0])
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database and empty it (old row versions included)."""
@@ -503,13 +214,6 @@ class JobStore:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def _columns(values: dict[str, Any]) -> dict[str, Any]:
-    """Values as stored: the warnings list as JSON text."""
-    if "warnings" in values:
-        values = {**values, "warnings": json.dumps(list(values["warnings"] or []))}
-    return values
 
 
 def store_fault(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
@@ -524,18 +228,3 @@ def store_fault(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
         f"job store {path} cannot be {doing}: {detail}",
         hint=("free disk space there; " if full else "") + "nothing was changed",
     )
-
-
-def claim_is_stale(claimed_by: str | None, claimed_at: float | None, timeout_s: float) -> bool:
-    """A claim is stale when its process is gone (same host) or it outlived the timeout."""
-    host = socket.gethostname()
-    if not claimed_by or claimed_at is None:
-        return True
-    if time.time() - claimed_at > timeout_s:
-        return True
-    claim_host, _, pid = claimed_by.rpartition(":")
-    if claim_host != host or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    return not process_alive(int(pid))  # a zombie counts as gone: it will never finish

@@ -1,0 +1,228 @@
+"""The job store's contract: every read and write of job state, the audit trail, the
+review locks, the archive index and the blind index, whatever holds the rows.
+
+Two backends keep it: SQLite (:mod:`transcribe.store.sqlite`, one file, the embedded
+default) and PostgreSQL (:mod:`transcribe.store.postgres`, several machines). Callers
+hold a :class:`JobStore` from :func:`transcribe.store.open_store` and never see a
+connection, so a stage runs unchanged on either, and the tests run each rule on both.
+
+What every backend guarantees:
+
+- every state change and its audit event commit together, or neither does;
+- a job moves only along :data:`~transcribe.store.model.ALLOWED`, checked against
+  the state read under the same lock that writes the new one;
+- one claim per job, even with workers on several machines;
+- audit entries form one hash chain, in the order their sequence numbers say.
+
+A later change (a task queue in the same database) must commit a task with the state
+change that calls for it: :meth:`JobStore.transition` and :meth:`JobStore.insert_job`
+take an ``in_transaction`` callback, and :meth:`JobStore.on_change` registers one for
+every audited state change. Both run inside the open transaction, with the
+:class:`Transaction` (and so the backend's connection) in hand.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from .model import ArchiveEntry, Job, JobState
+
+T = TypeVar("T")
+
+
+class Transaction:
+    """An open transaction, as a body run by :meth:`JobStore.atomic` or a hook sees it.
+
+    ``connection`` is the backend's own (``sqlite3.Connection`` or
+    ``psycopg.Connection``), for code that needs the driver, such as a task queue's
+    deferral; :meth:`execute` takes SQL with ``?`` marks on both backends.
+    """
+
+    def __init__(self, store: JobStore, connection: Any) -> None:
+        self.store = store
+        self.connection = connection
+
+    @property
+    def backend(self) -> str:
+        return self.store.backend
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement in this transaction; returns the driver's cursor."""
+        return self.store.execute_in_transaction(sql, params)
+
+
+#: Called inside the transaction of a state change, with the job as it will commit.
+ChangeHook = Callable[[Transaction, Job], None]
+
+
+class JobStore(ABC):
+    """All reads and writes of job state. One instance per process and thread."""
+
+    #: ``sqlite`` or ``postgresql``
+    backend: str
+    #: who acts, as the audit trail shows it
+    actor: str
+    #: the schema version found when the store was opened (before any migration)
+    schema_before: int
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the rows are, for messages and ``doctor`` (never a password)."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    # -- transactions and hooks -----------------------------------------------------
+
+    @abstractmethod
+    def atomic(self, body: Callable[[Transaction], T]) -> T:
+        """Run ``body`` in one transaction and commit; an error rolls everything back.
+
+        A backend may run ``body`` again after a serialisation failure, so it must do
+        nothing but database work. Called inside another ``atomic``, it joins it.
+        """
+
+    @abstractmethod
+    def execute_in_transaction(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """One statement with ``?`` marks, on this store's connection."""
+
+    @abstractmethod
+    def on_change(self, hook: ChangeHook) -> None:
+        """Call ``hook`` inside the transaction of every audited state change."""
+
+    # -- jobs -----------------------------------------------------------------------
+
+    @abstractmethod
+    def insert_job(self, *, in_transaction: ChangeHook | None = None, **values: Any) -> Job:
+        """Create a job and its ``created`` event in one transaction; a second live
+        job with the same content hash is refused (:class:`StoreConflict`)."""
+
+    @abstractmethod
+    def get(self, job_id: str) -> Job: ...
+
+    @abstractmethod
+    def find_by_hash(self, content_hash: str) -> Job | None:
+        """The one live job holding this content, if any (duplicates and quarantine
+        excluded)."""
+
+    @abstractmethod
+    def jobs(self, *states: JobState, client: str | None = None) -> list[Job]:
+        """Jobs in queue order: urgent first, then oldest."""
+
+    @abstractmethod
+    def update(self, job_id: str, **values: Any) -> None:
+        """Change bookkeeping columns (not the state) of one job."""
+
+    @abstractmethod
+    def transition(
+        self,
+        job_id: str,
+        to_state: JobState,
+        *,
+        expect: JobState | tuple[JobState, ...] | None = None,
+        reason: str | None = None,
+        in_transaction: ChangeHook | None = None,
+        **values: Any,
+    ) -> Job:
+        """Move a job to a new state, checked against ALLOWED, audited, atomically."""
+
+    @abstractmethod
+    def claim_next(self, *, states: tuple[JobState, ...] = (JobState.RECEIVED,)) -> Job | None:
+        """Atomically take the next job to transcribe: urgent first, then oldest."""
+
+    @abstractmethod
+    def claim(self, job_id: str) -> Job | None:
+        """Take one given job if it is still waiting (another worker may have taken it)."""
+
+    @abstractmethod
+    def release_stale_claims(self, timeout_s: float) -> list[str]:
+        """Give back jobs whose worker died (same host, pid gone) or went silent too long."""
+
+    # -- review locks ---------------------------------------------------------------
+
+    @abstractmethod
+    def lock_for_review(self, job_id: str, reviewer: str, *, timeout_s: float) -> Job:
+        """Lock a job to one reviewer; a lock older than ``timeout_s`` may be taken over."""
+
+    @abstractmethod
+    def unlock_review(self, job_id: str, reviewer: str) -> None:
+        """Release our own lock (on exit); someone else's lock is left alone."""
+
+    # -- audit trail ----------------------------------------------------------------
+
+    @abstractmethod
+    def record(self, action: str, job_id: str | None = None, detail: str | None = None) -> None:
+        """Audit an action that changes no state: view, export, decryption, purge, key
+        rotation. ``detail`` must never hold personal data (no names, no text)."""
+
+    @abstractmethod
+    def iter_events(self, job_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Audit entries in sequence order, as dicts of
+        :data:`~transcribe.store.model.EVENT_COLUMNS`, read in pages (the log is long)."""
+
+    def events(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_events(job_id))
+
+    @abstractmethod
+    def audit_issued(self) -> int | None:
+        """The highest sequence number ever handed out, so a cut-off tail shows."""
+
+    @abstractmethod
+    def audited_states(self) -> list[tuple[str, str, str | None]]:
+        """Every job's id, state, and the state its audit trail ends in."""
+
+    # -- archive index and blind index ----------------------------------------------
+
+    @abstractmethod
+    def index_archive(
+        self,
+        job_id: str,
+        entries: Iterable[ArchiveEntry],
+        terms: Iterable[tuple[str, str]],
+        *,
+        expect: JobState = JobState.RENDERED,
+    ) -> None:
+        """Replace a job's archive index rows and blind terms, in one transaction, only
+        while the job is still in ``expect`` (read under the write lock)."""
+
+    @abstractmethod
+    def archive_entries(
+        self, *, job_id: str | None = None, include_purged: bool = True
+    ) -> list[ArchiveEntry]:
+        """Indexed items, oldest first."""
+
+    @abstractmethod
+    def set_archive_cipher(self, job_id: str, kind: str, sha256: str, size: int) -> None:
+        """After re-encryption (key rotation): what the item's age file now hashes to."""
+
+    @abstractmethod
+    def purge_archive_item(
+        self, job_id: str, kind: str, *, at: float, detail: str, forget_names: bool
+    ) -> None:
+        """Mark an item purged (and, for the letter, drop the job's blind terms), with
+        its ``purge`` audit entry, in one transaction."""
+
+    @abstractmethod
+    def find_by_terms(self, kind: str, terms: set[str]) -> set[str]:
+        """Jobs whose blind index holds every one of ``terms`` for ``kind``."""
+
+    # -- maintenance ----------------------------------------------------------------
+
+    @abstractmethod
+    def checkpoint(self) -> None:
+        """Make committed changes durable in the main store and drop old row versions
+        where the backend can (SQLite folds and empties its WAL)."""
+
+    @abstractmethod
+    def integrity_ok(self) -> bool: ...
