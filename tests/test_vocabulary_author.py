@@ -19,7 +19,7 @@ from transcribe.config import Config
 from transcribe.draft import new_draft, save_draft
 from transcribe.review import approve_job
 from transcribe.stages.transcription import draft_path
-from transcribe.store import JobState, JobStore, new_job_id
+from transcribe.store import JobState, new_job_id, open_store
 from transcribe.vocabulary import (
     AuthorTermOptions,
     AuthorTermStore,
@@ -58,7 +58,7 @@ NAMES = ("lisinoprine", "bisoprololine", "valsartimab", "amlodimab", "ranolazima
 def make_job(config: Config, text: str, fields: dict[str, str], *, author: str = AUTHOR) -> str:
     """A French job in review with its draft, as the transcription stage leaves it."""
     job_id = new_job_id()
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         job = store.insert_job(
             id=job_id,
             client=CLINIC,
@@ -271,7 +271,7 @@ def test_forget_author_purges_terms_and_corrections_and_is_audited(config: Confi
     assert AuthorTermStore(home / AUTHOR_TERMS_NAME).terms(CLINIC, AUTHOR) == []
     assert LearningStore(home / "learned.json").entries(CLINIC, AUTHOR) == []
     assert prompt_of(config, "Dr Paul Autre").terms[0].text == RARE_DRUG  # others kept
-    with JobStore(config.paths.database) as store:
+    with open_store(config) as store:
         events = [dict(e) for e in store.events() if e["action"] == "vocabulary-forget-author"]
     assert len(events) == 1
     assert CLINIC in events[0]["detail"] and "claire" not in events[0]["detail"].casefold()
