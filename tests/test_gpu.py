@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from transcribe.asr.batching import BatchSettings, transcribe_batched
-from transcribe.asr.engine import DecodeOptions, WhisperEngine, choose_device, cuda_device_count
-from transcribe.config import TranscriptionConfig
+from transcribe.asr.decode import decode_file
+from transcribe.asr.decoder import Request, decode_windows
+from transcribe.asr.engine import WhisperEngine, choose_device, cuda_device_count
+from transcribe.asr.windows import memory_windows
+from transcribe.config import Limits, TranscriptionConfig
 
 pytestmark = pytest.mark.skipif(cuda_device_count() == 0, reason="no CUDA GPU on this machine")
 
@@ -20,9 +22,12 @@ def test_auto_device_picks_cuda_float16() -> None:
 
 def test_gpu_batched_transcription_is_not_empty(clips: list[Path]) -> None:
     engine = WhisperEngine(TranscriptionConfig(device="cuda"))
-    results = transcribe_batched(
-        engine, clips[:3], DecodeOptions(language="en"), BatchSettings(batch_size=16)
-    )
+    windows = [
+        w
+        for n, clip in enumerate(clips[:3])
+        for w in memory_windows(n, decode_file(clip, Limits()))
+    ]
+    results = decode_windows(engine.model, windows, Request("en", batch_size=16))
     for result in results:
-        assert result["text"].strip(), "empty text on GPU (known ctranslate2/driver issue)"
-        assert result["segments"][0]["words"]
+        assert result.text.strip(), "empty text on GPU (known ctranslate2/driver issue)"
+        assert result.words

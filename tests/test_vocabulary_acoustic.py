@@ -15,15 +15,11 @@ import pytest
 
 from tests.audiogen import have_espeak, speak
 from transcribe.asr.decode import decode_file
+from transcribe.asr.decoder import Request, decode_windows, score_window
 from transcribe.asr.engine import WhisperEngine
+from transcribe.asr.pipeline import Dictation, acoustic_check, transcribe_one
+from transcribe.asr.windows import Window, memory_windows
 from transcribe.config import ClientConfig, Config, load_config
-from transcribe.stages.transcription import (
-    Dictation,
-    acoustic_check,
-    decode_options,
-    memory_clips,
-    transcribe_file,
-)
 from transcribe.vocabulary import LexiconMatcher, load_vocabulary
 from transcribe.vocabulary.acoustic import AcousticCheck, Proposal
 from transcribe.workspace import init_workspace
@@ -39,8 +35,9 @@ class Setup:
     config: Config
     engine: WhisperEngine
     clip: Path
-    prompt: str  # the prompt the pipeline's second pass decoded the clip with
-    heard: list[dict[str, Any]]  # Whisper's words for the clip, unprompted
+    windows: list[Window]  # the clip's speech windows (one)
+    prompt: str  # the prompt the pipeline's first pass decoded the clip with
+    heard: list[dict[str, Any]]  # Whisper's words for the clip, unprompted, with their window
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +47,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     config = load_config(home)
     engine = WhisperEngine(config.transcription)
     clip = speak(SENTENCE, home / "op-note.wav", voice="en-gb", rate=140)
-    transcript, _ = transcribe_file(config, engine, clip, Dictation(CLIENT, None, "en"))
-    plain = engine.transcribe(clip, decode_options(config, "en", None))
-    heard = [dict(w) for s in plain["segments"] for w in s["words"]]
-    return Setup(config, engine, clip, transcript["options"]["initial_prompt"], heard)
+    transcript = transcribe_one(config, engine, clip, Dictation(CLIENT, None, "en")).transcript
+    windows = memory_windows(0, decode_file(clip, config.limits))
+    [plain] = decode_windows(engine.model, windows, Request("en"))
+    heard = [{**w, "window": 0} for w in plain.words]
+    return Setup(config, engine, clip, windows, transcript["options"]["initial_prompt"], heard)
 
 
 def plant(words: list[dict[str, Any]], index: int, spelled: str) -> list[dict[str, Any]]:
@@ -64,22 +62,18 @@ def plant(words: list[dict[str, Any]], index: int, spelled: str) -> list[dict[st
 
 
 def check_for(setup: Setup) -> AcousticCheck:
-    samples = decode_file(setup.clip, setup.config.limits)
-    transcript = {"language": "en", "options": {"initial_prompt": setup.prompt}}
-    check = acoustic_check(setup.config, setup.engine, transcript, memory_clips(samples))
-    assert check is not None
-    return check
+    return acoustic_check(setup.engine, setup.windows, "en", {0: setup.prompt})
 
 
 def test_whisper_scores_the_spoken_sentence_above_near_misses(setup: Setup) -> None:
-    samples = decode_file(setup.clip, setup.config.limits)
+    [window] = setup.windows
     texts = [
         " Tourniquet time was 70 minutes. The patella was resurfaced.",
         " Terniquet time was 70 minutes. The fatella was resurfaced.",
         " Tournament time was 70 minutes. The patella was resurfaced.",
     ]
     for prompt in (None, setup.prompt):
-        scores = setup.engine.score_texts(samples, texts, language="en", prompt=prompt)
+        scores = score_window(setup.engine.model, window, texts, "en", prompt)
         assert scores[0] > scores[1] and scores[0] > scores[2], prompt
 
 
@@ -138,10 +132,21 @@ def test_common_and_sure_words_are_never_put_to_the_check(setup: Setup) -> None:
 def test_the_pipeline_records_the_check_and_can_turn_it_off(setup: Setup) -> None:
     config = setup.config
     on = replace(config, transcription=replace(config.transcription, second_pass=False))
-    _, draft = transcribe_file(on, setup.engine, setup.clip, Dictation(CLIENT, None, "en"))
+    draft = transcribe_one(on, setup.engine, setup.clip, Dictation(CLIENT, None, "en")).draft
     record = draft.record["acoustic_check"]
     assert record["seconds"] >= 0 and isinstance(record["checked"], list)
 
     off = replace(on, transcription=replace(on.transcription, acoustic_check=False))
-    _, draft = transcribe_file(off, setup.engine, setup.clip, Dictation(CLIENT, None, "en"))
+    draft = transcribe_one(off, setup.engine, setup.clip, Dictation(CLIENT, None, "en")).draft
     assert "acoustic_check" not in draft.record
+
+
+def test_words_of_no_window_are_scored_on_a_clip_of_the_windows(setup: Setup) -> None:
+    """Words without their window (a ``format``-like path) are scored on audio cut from
+    the windows; the verdict is the same as on the window."""
+    words = [
+        {k: v for k, v in w.items() if k != "window"} for w in plant(setup.heard, 0, "terniquet")
+    ]
+    matcher = LexiconMatcher.from_vocabulary(load_vocabulary("medical", "en"))
+    checked = matcher.correct(words, check_for(setup))
+    assert "tourniquet" in "".join(w["word"] for w in checked.words).lower()

@@ -34,7 +34,6 @@ from ..vocabulary import (
 )
 from ..vocabulary.acoustic import AcousticCheck
 from ..vocabulary.authors import approved_terms
-from ..vocabulary.retrieve import Retrieved
 
 LEARNED_NAME = "learned.json"
 DOMAIN_FOR_LEXICON = {"medical": "medical", "legal": "legal"}
@@ -42,28 +41,17 @@ DOMAIN_FOR_LEXICON = {"medical": "medical", "legal": "legal"}
 
 @dataclass(frozen=True)
 class Biasing:
-    """What biases one dictation: its vocabulary and the prompt built from it.
-
-    After a second pass, ``prompt`` is the prompt of the pass that made the draft,
-    ``first_pass`` records the first pass's prompt and text, and ``retrieved`` the
-    terms that pass nearly heard (which lead the second prompt).
-    """
+    """What biases one dictation: its vocabulary and the prompt built from it (the
+    first pass's; a refocused second prompt is the passes' business)."""
 
     vocabulary: Vocabulary | None
     prompt: PromptPlan | None
-    first_pass: dict[str, Any] | None = None
-    retrieved: tuple[Retrieved, ...] = ()
 
     def record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
+        return {
             "prompt": self.prompt.to_json() if self.prompt else None,
             "vocabulary_terms": len(self.vocabulary.terms) if self.vocabulary else 0,
-            "passes": 2 if self.first_pass is not None else 1,
         }
-        if self.first_pass is not None:
-            record["first_pass"] = self.first_pass
-            record["retrieved"] = [r.to_json() for r in self.retrieved]
-        return record
 
 
 def learning_store(home: Path) -> LearningStore:

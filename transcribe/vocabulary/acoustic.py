@@ -9,9 +9,11 @@ sentence with the term or the sentence as written (teacher-forced decoding,
 candidate too far for its spelling rules alone only when the term wins by a
 margin (``CorrectionOptions.min_acoustic_gain``).
 
-The words are cut into windows of about 20 s; each window holding a candidate
-is encoded once and every candidate in it is scored in one batch, so checking a
-dictation costs one encoder run per window with candidates, not per candidate.
+The words are grouped by the decoding window they came from (``word["window"]``;
+words without one, in windows of about 20 s); a group holding a candidate is
+scored whole, every candidate in it in one batch, so checking a dictation costs
+one encoder run per window with candidates, and none at all when the decoding's
+encoder output is still at hand.
 This module only plans windows and reads results: the scorer that runs the
 model is handed in (the pipeline builds it from the engine and the audio).
 """
@@ -29,9 +31,10 @@ WINDOW_S = 20.0  # words per encoder run; Whisper's own window is 30 s
 MAX_CLIP_S = 29.5
 EDGE_S = 0.3  # audio kept either side of the window's first and last word
 
-# One request per window: (start_s, end_s, texts). The answer: for each window, the
-# log-probability of each of its texts.
-Request = tuple[float, float, Sequence[str]]
+# One request per window: (start_s, end_s, texts, decoding window or None). The answer:
+# for each window, the log-probability of each of its texts. The decoding window is
+# given when the texts are exactly that window's words, so its encoder output serves.
+Request = tuple[float, float, Sequence[str], Any]
 Scorer = Callable[[Sequence[Request]], list[list[float]]]
 
 
@@ -47,8 +50,9 @@ class Proposal:
 class AcousticCheck:
     """Log-probability gains of proposals over the words as Whisper wrote them."""
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, whole: frozenset[Any] = frozenset()) -> None:
         self.scorer = scorer
+        self.whole = whole  # decoding windows short enough to be scored whole
         self.seconds = 0.0  # time spent in the model, for the draft's record
 
     def gains(
@@ -62,7 +66,7 @@ class AcousticCheck:
         timed = [k for k, p in enumerate(proposals) if _timed(words[p.start : p.end])]
         if not timed:
             return gains
-        windows = _windows(words)
+        windows = _windows(words, self.whole)
         starts = [lo for lo, _ in windows]
         groups: dict[tuple[int, int], list[int]] = {}
         for k in timed:
@@ -71,12 +75,17 @@ class AcousticCheck:
         requests: list[Request] = []
         members: list[list[int]] = []
         for (lo, hi), group in groups.items():
+            whole = (lo, hi)
             lo = min(lo, *(proposals[k].start for k in group))
             hi = max(hi, *(proposals[k].end for k in group))
             texts = [_text(words, lo, hi)] + [_text(words, lo, hi, proposals[k]) for k in group]
             start = max(0.0, _time(words[lo], "start") - EDGE_S)
-            end = min(_time(words[hi - 1], "end") + EDGE_S, start + MAX_CLIP_S)
-            requests.append((start, end, texts))
+            end = _time(words[hi - 1], "end") + EDGE_S
+            key = words[lo].get("window")
+            window = key if (lo, hi) == whole and key in self.whole else None
+            if window is None:
+                end = min(end, start + MAX_CLIP_S)
+            requests.append((start, end, texts, window))
             members.append(group)
         started = time.perf_counter()
         answers = self.scorer(requests)
@@ -93,9 +102,22 @@ def _timed(words: Sequence[Mapping[str, Any]]) -> bool:
     )
 
 
-def _windows(words: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """Consecutive word ranges of about WINDOW_S each, covering every word: proposals
-    in one range share one encoder run."""
+def _windows(
+    words: Sequence[Mapping[str, Any]], whole: frozenset[Any] = frozenset()
+) -> list[tuple[int, int]]:
+    """Consecutive word ranges covering every word: proposals in one range share one
+    encoder run. The words of a decoding window in ``whole`` form one range; others,
+    ranges of about WINDOW_S."""
+    ranges: list[tuple[int, int]] = []
+    for lo, hi in _by_window(words):
+        if words[lo].get("window") in whole:
+            ranges.append((lo, hi))
+        else:
+            ranges += [(lo + a, lo + b) for a, b in _by_time(words[lo:hi])]
+    return ranges
+
+
+def _by_time(words: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
     windows: list[tuple[int, int]] = []
     lo = 0
     while lo < len(words):
@@ -106,6 +128,17 @@ def _windows(words: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
         windows.append((lo, hi))
         lo = hi
     return windows
+
+
+def _by_window(words: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Runs of words from one decoding window (all words, one run, without windows)."""
+    ranges: list[tuple[int, int]] = []
+    lo = 0
+    for hi in range(1, len(words) + 1):
+        if hi == len(words) or words[hi].get("window") != words[lo].get("window"):
+            ranges.append((lo, hi))
+            lo = hi
+    return ranges
 
 
 def _time(word: Mapping[str, Any], key: str) -> float:

@@ -1,0 +1,111 @@
+"""Choosing between decodings of a window: never worse, never a sentence twice.
+
+The decodings are given, not run: what matters here is the choice, and a prompt that
+derails Whisper cannot be produced on demand (the end-to-end cases, with the real
+model, are in test_transcription_safety.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transcribe.asr.decoder import WindowText
+from transcribe.asr.passes import choose, restore_dropped, unheard_terms
+from transcribe.asr.pipeline import _without_join_echo
+from transcribe.asr.windows import Window
+from transcribe.vocabulary import Term, TermSource
+
+WINDOW = Window(file=0, index=0, audio=np.zeros(16000, np.float32), speech=[])
+
+
+def decoded(text: str, logprob: float = -0.3, *, start: float = 0.0, prompt: str | None = "p"):
+    """A window's decoding: one segment, words 0.4 s apart."""
+    words = [
+        {
+            "word": f" {w}",
+            "start": start + 0.4 * i,
+            "end": start + 0.4 * i + 0.35,
+            "probability": 0.5,
+        }
+        for i, w in enumerate(text.split())
+    ]
+    decoding = WindowText(WINDOW, prompt, 0.0, logprob_sum=logprob * 10, token_count=10)
+    decoding.segments = [
+        {"start": start, "end": start + 0.4 * len(words), "text": " " + text, "words": words}
+    ]
+    return decoding
+
+
+def terms(*texts: str) -> list[Term]:
+    return [Term(text, TermSource.DOMAIN) for text in texts]
+
+
+def plain(decoding: WindowText) -> str:
+    return decoding.text.strip()
+
+
+def test_a_better_refocused_decoding_is_kept() -> None:
+    first = decoded("the ecacardiography showed a tournicate", -0.6)
+    second = decoded("the echocardiography showed a tourniquet", -0.4)
+    kept, why = choose(first, second, terms("echocardiography", "tourniquet"), "en")
+    assert kept is not None and plain(kept) == "the echocardiography showed a tourniquet"
+    assert why == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "logprob", "why"),
+    [
+        ("the echocardiography showed a tourniquet", -2.0, "much lower log-probability"),
+        ("echocardiography", -0.3, "1 words where the first pass had 5"),
+    ],
+)
+def test_a_derailed_decoding_is_not_kept(text: str, logprob: float, why: str) -> None:
+    first = decoded("the ecacardiography showed a tournicate", -0.4)
+    kept, reason = choose(first, decoded(text, logprob), terms("echocardiography"), "en")
+    assert kept is None and reason == why
+
+
+def test_a_term_where_nothing_was_heard_gives_way() -> None:
+    """A prompt can make Whisper write a term over a pause ("Prud'hommes !" after a
+    sentence, seen on Common Voice): the unprompted decoding heard nothing there."""
+    heard = decoded("donc en moyenne un vote par jour", -0.3, prompt=None)
+    biased = decoded("donc en moyenne un vote par jour Prud'hommes", -0.35)
+    biased.segments[0]["words"][-1].update(start=5.0, end=5.5)
+    found = unheard_terms(heard.words, biased.words, terms("Prud'hommes"), "fr")
+    assert [text for text, _, _ in found] == ["Prud'hommes"]
+    kept, why = choose(heard, biased, terms("Prud'hommes"), "fr")
+    assert kept is not None and plain(kept) == "donc en moyenne un vote par jour"
+    assert why.startswith("unheard: Prud'hommes")
+
+
+def test_a_term_that_sounds_like_what_was_heard_stays() -> None:
+    heard = decoded("we discussed the in memory clause", prompt=None)
+    biased = decoded("we discussed the indemnity clause")
+    assert unheard_terms(heard.words, biased.words, terms("indemnity"), "en") == []
+
+
+def test_words_the_second_pass_dropped_come_back() -> None:
+    """Seen on the discharge letter: a long prompt made Whisper skip a sentence."""
+    first = decoded("he had ceftriaxone his protein fell past history includes diabetes", -0.5)
+    second = decoded("he had ceftriaxone past history includes diabetes", -0.4)
+    mended, restored = restore_dropped(first, second)
+    assert restored == ["his protein fell"]
+    assert plain(mended) == "he had ceftriaxone his protein fell past history includes diabetes"
+
+
+def test_a_sentence_moved_by_the_second_pass_is_not_written_twice() -> None:
+    first = decoded("start bisoprolol today review in two weeks", -0.5)
+    second = decoded("review in two weeks start bisoprolol today", -0.4)
+    mended, restored = restore_dropped(first, second)
+    assert restored == []
+    assert plain(mended).count("start bisoprolol today") == 1
+
+
+def test_a_window_repeating_the_end_of_the_one_before_loses_the_copy() -> None:
+    before = decoded("the patient was reassured and discharged home", start=0.0)
+    after = decoded("reassured and discharged home follow up in clinic", start=10.0)
+    joined = _without_join_echo(before.words, after)
+    assert plain(joined) == "follow up in clinic"
+    fresh = decoded("follow up in clinic", start=10.0)
+    assert _without_join_echo(before.words, fresh) is fresh

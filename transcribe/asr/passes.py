@@ -1,0 +1,428 @@
+"""The decoding passes a dictation goes through, window by window.
+
+1. **First pass.** Every window is decoded with its file's vocabulary prompt (the
+   client's domain terms, its author's, what secretaries taught), windows of many
+   files in one batch when they share language and prompt.
+2. **Runaways.** A window that loops or echoes its prompt (:mod:`.loops`) is decoded
+   again with the same prompt at a sampling temperature, then without the prompt;
+   what still runs away is kept and marked unreliable, never passed off as text.
+3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
+   second prompt, and only the windows where they were heard are decoded again with
+   it (``second_pass``). The refocused text replaces the first where it is not much
+   less likely, does not run away, and does not drop words the first pass heard.
+4. **Guard.** Biasing may only win: a window whose text holds vocabulary terms that
+   Whisper was unsure of is decoded once more without any prompt (``guard``), and a
+   term that sounds like nothing the unprompted decoding heard at that moment
+   ("Plus ou moins" -> "Prud'hommes") gives way to what it heard.
+
+Windows are taken in waves so a long file never holds every window's features and
+encoder output at once. Every decision is recorded for ``transcript.json``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from ..vocabulary import PromptPlan, Vocabulary, build_initial_prompt
+from ..vocabulary.normalise import compact_key, normalise_words, phonetic_key
+from ..vocabulary.retrieve import Retrieved, refocus, retrieve_terms
+from .decoder import Request, WindowText, decode_windows, encode_windows
+from .loops import Runaway, find_runaway
+from .windows import Window
+
+MAX_LOGPROB_DROP = 0.15  # a refocused window this much less sure of itself is not kept
+MAX_LENGTH_CHANGE = 0.25  # nor one whose word count changed by more (and >= 3 words)
+UNHEARD_BELOW = 20.0  # a term sounding this little like what was heard was not heard
+GUARD_PROBABILITY = 0.6  # terms Whisper is less sure of are checked without the prompt
+RESTORE_MIN_WORDS = 3  # a stretch of this many words dropped by the second pass returns
+EDGE_S = 0.3
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """What the passes may do; from ``[transcription]`` (see config.py)."""
+
+    beam_size: int = 5
+    batch_size: int = 4
+    first_prompted: bool = True  # the first pass with the vocabulary prompt, or without
+    refocus: bool = True
+    refocus_budget: int = 200  # tokens of the refocused prompt
+    refocus_only_heard: bool = False  # only the terms nearly heard, not the whole ranking
+    guard: str = "terms"  # "off", "terms" (windows with unsure terms) or "all"
+    fallback_temperatures: tuple[float, ...] = (0.4,)
+    wave_windows: int = 24
+
+
+@dataclass
+class FileDecoding:
+    """One file of a group: its windows, language and prompts, and what came of them."""
+
+    windows: list[Window]
+    language: str
+    vocabulary: Vocabulary | None
+    prompt: PromptPlan | None
+    count_tokens: Callable[[], Any] = lambda: None
+    texts: dict[int, WindowText] = field(default_factory=dict)  # by window index
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unreliable: dict[int, Runaway] = field(default_factory=dict)
+    refocused: PromptPlan | None = None
+    retrieved: list[Retrieved] = field(default_factory=list)
+
+
+def run_passes(model: Any, files: Sequence[FileDecoding], settings: PassSettings) -> None:
+    """Decode every window of every file, wave by wave, recording each decision."""
+    windows = [w for f in files for w in f.windows]
+    for start in range(0, len(windows), settings.wave_windows):
+        wave = windows[start : start + settings.wave_windows]
+        encode_windows(model, wave, settings.batch_size)
+        _first_pass(model, files, wave, settings)
+        for number, decoding in enumerate(files):
+            mine = [w for w in wave if w.file == number]
+            if mine and settings.refocus:
+                _refocus(model, decoding, mine, settings)
+            if mine and settings.guard != "off" and settings.first_prompted:
+                _guard(model, decoding, mine, settings)
+        if len(windows) > settings.wave_windows:
+            for window in wave:
+                window.release()
+
+
+def _first_pass(
+    model: Any, files: Sequence[FileDecoding], wave: Sequence[Window], settings: PassSettings
+) -> None:
+    """The vocabulary-prompted decoding, batched across files sharing language and prompt."""
+    groups: dict[tuple[str, str | None], list[Window]] = {}
+    for window in wave:
+        decoding = files[window.file]
+        prompt = decoding.prompt.text if decoding.prompt and settings.first_prompted else None
+        groups.setdefault((decoding.language, prompt), []).append(window)
+    for (language, prompt), members in groups.items():
+        request = Request(language, prompt, settings.beam_size, batch_size=settings.batch_size)
+        decoded = _decode_safely(model, members, request, files, settings)
+        for window, text in zip(members, decoded, strict=True):
+            decoding = files[window.file]
+            decoding.texts[window.index] = text
+            decoding.records[window.index] = {
+                "start": round(window.start_s, 3),
+                "end": round(window.end_s, 3),
+                "first": _summary(text, "vocabulary" if prompt else None),
+                "kept": "first",
+            }
+
+
+def _decode_safely(
+    model: Any,
+    windows: Sequence[Window],
+    request: Request,
+    files: Sequence[FileDecoding],
+    settings: PassSettings,
+) -> list[WindowText]:
+    """First-pass decoding; a window that runs away is tried again (sampled, then
+    without the prompt), and what still runs away is marked unreliable."""
+    texts = decode_windows(model, windows, request)
+    for index, window in enumerate(windows):
+        decoding = files[window.file]
+        runaway = _runaway(texts[index], decoding)
+        if runaway is None:
+            continue
+        fixed = _recover(model, window, request, decoding, settings, unprompted=True)
+        decoding.unreliable.pop(window.index, None)
+        if fixed is None:
+            decoding.unreliable[window.index] = runaway
+        texts[index] = fixed or texts[index]
+        _note_runaway(decoding.records.setdefault(window.index, {}), runaway, fixed)
+    return texts
+
+
+def _recover(
+    model: Any,
+    window: Window,
+    request: Request,
+    decoding: FileDecoding,
+    settings: PassSettings,
+    *,
+    unprompted: bool,
+) -> WindowText | None:
+    """Whisper's temperature fallback, bounded: sampled with the prompt and, when
+    ``unprompted``, then without the prompt (greedy, then sampled): at most
+    ``1 + 2 x len(fallback_temperatures)`` decodings of one window, so a short clip
+    cannot blow up."""
+    sampled = [replace(request, temperature=t) for t in settings.fallback_temperatures]
+    attempts = list(sampled)
+    if request.prompt and unprompted:
+        attempts += [replace(request, prompt=None)]
+        attempts += [replace(s, prompt=None) for s in sampled]
+    for attempt in attempts:
+        [text] = decode_windows(model, [window], attempt)
+        if _runaway(text, decoding) is None:
+            return text
+    return None
+
+
+def _note_runaway(record: dict[str, Any], runaway: Runaway, fixed: WindowText | None) -> None:
+    how = "no prompt" if fixed is not None and not fixed.prompt else "sampled"
+    action = "marked unreliable" if fixed is None else f"decoded again ({how})"
+    record.setdefault("runaways", []).append({**runaway.to_json(), "action": action})
+
+
+def _runaway(text: WindowText, decoding: FileDecoding) -> Runaway | None:
+    plan = (
+        decoding.refocused
+        if text.prompt and decoding.refocused and (decoding.refocused.text == text.prompt)
+        else decoding.prompt
+    )
+    terms = [t.text for t in plan.terms] if plan and text.prompt else []
+    lead_in = plan.lead_in if plan and text.prompt else ""
+    return find_runaway([w["word"] for w in text.words], text.text, terms, lead_in)
+
+
+def _refocus(
+    model: Any, decoding: FileDecoding, windows: Sequence[Window], settings: PassSettings
+) -> None:
+    """Decode again, with the terms nearly heard leading the prompt, where they were heard."""
+    vocabulary = decoding.vocabulary
+    if vocabulary is None or not vocabulary.terms:
+        return
+    heard = {
+        w.index: retrieve_terms(vocabulary, decoding.texts[w.index].words, decoding.language)
+        for w in windows
+        if w.index not in decoding.unreliable
+    }
+    targets = [w for w in windows if heard.get(w.index)]
+    if not targets:
+        return
+    decoding.retrieved = _best_first(
+        [*decoding.retrieved, *(r for rs in heard.values() for r in rs)]
+    )
+    lead = refocus(vocabulary, decoding.retrieved)
+    if settings.refocus_only_heard:
+        lead = Vocabulary(
+            vocabulary.domain, vocabulary.lang, tuple(r.term for r in decoding.retrieved)
+        )
+    plan = build_initial_prompt(
+        lead,
+        decoding.language,
+        count_tokens=decoding.count_tokens(),
+        budget_tokens=settings.refocus_budget,
+    )
+    decoding.refocused = plan
+    request = Request(
+        decoding.language, plan.text, settings.beam_size, batch_size=settings.batch_size
+    )
+    for window, text in zip(targets, decode_windows(model, targets, request), strict=True):
+        record = decoding.records[window.index]
+        record["refocused"] = _summary(text, "refocused")
+        record["refocused"]["terms_heard"] = [r.term.text for r in heard[window.index]]
+        runaway = _runaway(text, decoding)
+        if runaway is not None:
+            text = _recover(model, window, request, decoding, settings, unprompted=False)
+            _note_runaway(record["refocused"], runaway, text)
+            if text is None:
+                record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
+                continue
+        chosen, why = choose(decoding.texts[window.index], text, plan.terms, decoding.language)
+        if chosen is None:
+            record["refocused"]["dropped"] = why
+            continue
+        decoding.texts[window.index] = chosen
+        record["kept"] = "refocused"
+        if why:
+            record["refocused"]["mended"] = why
+
+
+def _guard(
+    model: Any, decoding: FileDecoding, windows: Sequence[Window], settings: PassSettings
+) -> None:
+    """Prompted windows are checked against an unprompted decoding: every one
+    (``guard = "all"``), or those holding vocabulary terms Whisper was unsure of."""
+    if decoding.vocabulary is None or decoding.prompt is None:
+        return
+    terms = list(decoding.vocabulary)
+    suspects = [
+        w
+        for w in windows
+        if w.index not in decoding.unreliable
+        and decoding.texts[w.index].prompt
+        and (settings.guard == "all" or _unsure_terms(decoding.texts[w.index], terms))
+    ]
+    if not suspects:
+        return
+    request = Request(decoding.language, None, settings.beam_size, batch_size=settings.batch_size)
+    for window, plain in zip(suspects, decode_windows(model, suspects, request), strict=True):
+        record = decoding.records[window.index]
+        record["guard"] = _summary(plain, None)
+        if find_runaway([w["word"] for w in plain.words], plain.text) is not None:
+            record["guard"]["dropped"] = "runs away"
+            continue
+        kept, why = choose(plain, decoding.texts[window.index], terms, decoding.language)
+        if kept is None:
+            decoding.texts[window.index] = plain
+            record["kept"] = "unprompted"
+            record["guard"]["why"] = why
+        else:
+            decoding.texts[window.index] = kept
+            if why:
+                record["guard"]["mended"] = why
+
+
+def _unsure_terms(text: WindowText, terms: Sequence[Any]) -> bool:
+    return any(p < GUARD_PROBABILITY for _, _, _, p in _terms_in(text.words, terms))
+
+
+def choose(
+    reference: WindowText, candidate: WindowText, terms: Sequence[Any], language: str
+) -> tuple[WindowText | None, str]:
+    """``candidate`` (more biased), mended against ``reference``, or None and why not.
+
+    Not kept when much less likely under its own prompt than the reference under its
+    own, or when its length is far off (a skipped or invented stretch). Kept, it
+    gives back the reference's words where it wrote a term that sounds like nothing
+    heard there, and where it dropped a stretch the reference heard.
+    """
+    first, second = reference, candidate
+    if second.avg_logprob < first.avg_logprob - MAX_LOGPROB_DROP:
+        return None, "much lower log-probability"
+    counts = len(first.words), len(second.words)
+    if abs(counts[1] - counts[0]) > max(3, MAX_LENGTH_CHANGE * counts[0]):
+        return None, f"{counts[1]} words where the first pass had {counts[0]}"
+    notes = []
+    spans = unheard_terms(first.words, second.words, terms, language)
+    if spans:
+        second = splice(second, first, spans)
+        notes.append("unheard: " + ", ".join(text for text, _, _ in spans))
+    second, restored = restore_dropped(first, second)
+    if restored:
+        notes.append("restored: " + " / ".join(restored))
+    return second, "; ".join(notes)
+
+
+def _terms_in(
+    words: Sequence[dict[str, Any]], terms: Sequence[Any]
+) -> list[tuple[str, float, float, float]]:
+    """(term, start, end, lowest word probability) for each vocabulary term in the words."""
+    tokens: list[str] = []
+    owners: list[int] = []
+    for index, word in enumerate(words):
+        for token in normalise_words(str(word["word"])):
+            tokens.append(token)
+            owners.append(index)
+    by_size: dict[int, dict[tuple[str, ...], str]] = {}
+    for term in terms:
+        key = tuple(normalise_words(term.text))
+        if key:
+            by_size.setdefault(len(key), {})[key] = term.text
+    found = []
+    for size, known in by_size.items():
+        for i in range(len(tokens) - size + 1):
+            text = known.get(tuple(tokens[i : i + size]))
+            if text is not None:
+                span = words[owners[i] : owners[i + size - 1] + 1]
+                low = min(float(w.get("probability", 1.0)) for w in span)
+                found.append((text, span[0]["start"], span[-1]["end"], low))
+    return found
+
+
+def unheard_terms(
+    reference: Sequence[dict[str, Any]],
+    words: Sequence[dict[str, Any]],
+    terms: Sequence[Any],
+    language: str,
+) -> list[tuple[str, float, float]]:
+    """Terms in ``words`` that sound like nothing ``reference`` heard at that moment."""
+    unheard = []
+    for text, start, end, _ in _terms_in(words, terms):
+        heard = " ".join(
+            str(w["word"]).strip()
+            for w in reference
+            if w["end"] > start - EDGE_S and w["start"] < end + EDGE_S
+        )
+        if _sounds_like(heard, text, language) < UNHEARD_BELOW:
+            unheard.append((text, start, end))
+    return unheard
+
+
+def _sounds_like(heard: str, term: str, language: str) -> float:
+    if not heard:
+        return 0.0
+    a, b = compact_key(heard), compact_key(term)
+    spelled = fuzz.partial_ratio(b, a) if len(a) > len(b) else fuzz.ratio(a, b)
+    return max(spelled, fuzz.ratio(phonetic_key(heard, language), phonetic_key(term, language)))
+
+
+def splice(
+    text: WindowText, other: WindowText, spans: Sequence[tuple[str, float, float]]
+) -> WindowText:
+    """``text`` with ``other``'s words over each span (a term that was not heard)."""
+    words = text.words
+    for _, start, end in spans:
+        inside = [w for w in words if start - 0.01 <= _middle(w) <= end + 0.01]
+        if not inside:
+            continue
+        low, high = inside[0]["start"], inside[-1]["end"]
+        words = (
+            [w for w in words if _middle(w) < start - 0.01]
+            + [w for w in other.words if low - 0.05 <= _middle(w) <= high + 0.05]
+            + [w for w in words if _middle(w) > end + 0.01]
+        )
+    return with_words(text, words)
+
+
+def restore_dropped(first: WindowText, second: WindowText) -> tuple[WindowText, list[str]]:
+    """``second`` with the stretches of ``first`` it dropped (nothing in their place) back."""
+    a = [" ".join(normalise_words(str(w["word"]))) for w in first.words]
+    b = [" ".join(normalise_words(str(w["word"]))) for w in second.words]
+    written = f" {' '.join(b)} "
+    words: list[dict[str, Any]] = []
+    restored = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        stretch = " ".join(a[i1:i2])
+        # a stretch the second pass wrote elsewhere was moved, not dropped: putting it
+        # back would write the sentence twice
+        if tag == "delete" and i2 - i1 >= RESTORE_MIN_WORDS and f" {stretch} " not in written:
+            words += first.words[i1:i2]
+            restored.append(stretch)
+        words += second.words[j1:j2]
+    return (with_words(second, words), restored) if restored else (second, [])
+
+
+def with_words(text: WindowText, words: Sequence[dict[str, Any]]) -> WindowText:
+    """A copy of ``text`` made of ``words`` (one segment: the words carry the timing)."""
+    mended = replace(text, segments=[])
+    if words:
+        mended.segments = [
+            {
+                "start": words[0]["start"],
+                "end": words[-1]["end"],
+                "text": "".join(str(w["word"]) for w in words),
+                "words": list(words),
+            }
+        ]
+    return mended
+
+
+def _middle(word: dict[str, Any]) -> float:
+    return (float(word["start"]) + float(word["end"])) / 2
+
+
+def _best_first(retrieved: Sequence[Retrieved]) -> list[Retrieved]:
+    best: dict[str, Retrieved] = {}
+    for found in retrieved:
+        if found.term.key not in best or found.score > best[found.term.key].score:
+            best[found.term.key] = found
+    return sorted(best.values(), key=lambda r: -r.score)
+
+
+def _summary(text: WindowText, prompt: str | None) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "temperature": text.temperature,
+        "avg_logprob": round(text.avg_logprob, 4),
+        "compression_ratio": round(text.compression_ratio, 3),
+        "text": text.text.strip(),
+    }
