@@ -161,11 +161,19 @@ def watch(
 
 def _status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=None, show_lines=False)
-    for column in ("id", "client", "state", "source", "reason"):
+    for column in ("id", "client", "state", "source", "reason", "warnings"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(row[c] or "") for c in ("id", "client", "state", "source", "reason")))
+        cells = [str(row[c] or "") for c in ("id", "client", "state", "source", "reason")]
+        table.add_row(*cells, _warning_count(row["warnings"]))
     return table
+
+
+def _warning_count(warnings: list[dict[str, str]]) -> str:
+    """``2 (language, unreliable)``: how many, and which; ``show`` gives the texts."""
+    if not warnings:
+        return ""
+    return f"{len(warnings)} ({', '.join(w['code'] for w in warnings)})"
 
 
 @app.command()
@@ -201,9 +209,11 @@ def show(
     if as_json:
         typer.echo(json.dumps(draft, ensure_ascii=False, indent=2))
         return
+    for warning in draft["warnings"]:
+        typer.echo(f"warning ({warning['code']}): {warning['text']}")
     for name, value in draft["fields"].items():
         typer.echo(f"{name}: {value}")
-    if draft["fields"]:
+    if draft["fields"] or draft["warnings"]:
         typer.echo("")
     typer.echo(draft["text"])
 
@@ -518,6 +528,14 @@ def approve(
         str | None,
         typer.Option(help="Who approves, for the audit log [default: user@host]."),
     ] = None,
+    accept_unreliable: Annotated[
+        bool,
+        typer.Option(
+            "--accept-unreliable",
+            help="Approve although passages Whisper could not transcribe reliably were not "
+            "looked at in the review loop (audited).",
+        ),
+    ] = False,
 ) -> None:
     """Approve a job in review without the terminal loop (required fields are checked)."""
     from transcribe.review import approve_job, parse_field_args, read_text_arg, reviewer_id
@@ -533,6 +551,7 @@ def approve(
             text=read_text_arg(text_file) if text_file else None,
             fields=parse_field_args(field or []),
             reviewer=who,
+            accept_unreliable=accept_unreliable,
         )
         with open_store(config, actor=who) as store:
             job = finish_approved(config, store, job.id)

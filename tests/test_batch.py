@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLIENT, cli_workspace, set_config
-from transcribe.asr.batching import BatchSettings, transcribe_batched
-from transcribe.asr.engine import DecodeOptions
+from transcribe.asr import pipeline
+from transcribe.asr.pipeline import Dictation, Transcribed, transcribe_audio, transcribe_one
 from transcribe.config import Config
-from transcribe.runners.batch import BatchOptions, plan_groups, run_batch
+from transcribe.runners.batch import BatchOptions, run_batch
+from transcribe.stages.transcription import plan_groups
 from transcribe.store import Job, JobState
 
 pytestmark = pytest.mark.slow
@@ -58,48 +59,52 @@ def job(
     )
 
 
-def test_groups_share_priority_client_author_and_language() -> None:
+def test_groups_keep_priorities_apart_and_stay_small() -> None:
     queue = [
         job("u1", priority="urgent"),
-        job("u2", priority="urgent", author="b"),
+        job("u2", priority="urgent", author="b", client="other"),
         job("n1"),
-        job("n2", author="b"),
-        job("n3"),
-        job("n4", language="auto"),
-        job("n5", language="auto"),
+        job("n2", author="b", language="fr"),
+        job("n3", duration=580.0),
+        *(job(f"m{i}") for i in range(9)),
     ]
     groups = [[j.id for j in g] for g in plan_groups(queue, None)]
-    assert groups == [["u1"], ["u2"], ["n1", "n3"], ["n2"], ["n4"], ["n5"]]
-    assert [[j.id for j in g] for g in plan_groups(queue, 3)] == [["u1"], ["u2"], ["n1"]]
+    assert groups[:3] == [["u1", "u2"], ["n1", "n2"], ["n3", "m0"]]
+    assert [len(g) for g in groups[3:]] == [8]
+    assert [[j.id for j in g] for g in plan_groups(queue, 3)] == [["u1", "u2"], ["n1"]]
 
 
-def test_batched_decoding_keeps_files_apart_on_their_own_clocks(
+def test_dictations_decoded_together_come_out_as_when_decoded_alone(
     config: Config, clips: list[Path], engine_factory
 ) -> None:
     engine = engine_factory(config)
-    options = DecodeOptions(language="en")
-    batched = transcribe_batched(engine, clips[:3], options, BatchSettings(batch_size=4))
-    for clip, result, keyword in zip(
-        clips[:3], batched, ("patel", "chest", "appointment"), strict=True
+    client = config.client(CLIENT)
+    assert client is not None
+    items = [(clip, Dictation(client, None, "en")) for clip in clips[:3]]
+    together = transcribe_audio(config, engine, items)
+    for (clip, dictation), result, keyword in zip(
+        items, together, ("patel", "chest", "appointment"), strict=True
     ):
-        sequential = engine.transcribe(clip, options)
-        assert keyword in result["text"].lower(), result["text"]
-        words = [w for s in result["segments"] for w in s["words"]]
+        assert isinstance(result, Transcribed)
+        assert keyword in result.transcript["text"].lower(), result.transcript["text"]
+        alone = transcribe_one(config, engine, clip, dictation)
+        assert alone.transcript["text"] == result.transcript["text"]
+        words = [w for s in result.transcript["segments"] for w in s["words"]]
         assert words and words[0]["start"] < 1.0
         assert all(a["start"] <= b["start"] for a, b in itertools.pairwise(words))
-        assert words[-1]["end"] <= result["duration_s"] + 0.1
-        assert abs(result["duration_s"] - sequential["duration_s"]) < 0.05
+        assert words[-1]["end"] <= result.transcript["audio"]["duration_s"] + 0.1
 
 
 def test_long_files_are_decoded_in_pieces_without_losing_words(
-    config: Config, clips: list[Path], tmp_path: Path, engine_factory
+    config: Config, clips: list[Path], engine_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = engine_factory(config)
-    options = DecodeOptions(language="en")
-    small_pieces = BatchSettings(batch_size=4, piece_s=3.0, wave_s=5.0)
-    [pieced] = transcribe_batched(engine, [clips[3]], options, small_pieces)
-    [whole] = transcribe_batched(engine, [clips[3]], options, BatchSettings())
-    assert pieced["text"].lower().split() == whole["text"].lower().split()
+    client = config.client(CLIENT)
+    assert client is not None
+    whole = transcribe_one(config, engine, clips[3], Dictation(client, None, "en"))
+    monkeypatch.setattr(pipeline, "PIECE_S", 3.0)
+    pieced = transcribe_one(config, engine, clips[3], Dictation(client, None, "en"))
+    assert pieced.transcript["text"].lower().split() == whole.transcript["text"].lower().split()
 
 
 def test_a_batch_transcribes_the_inbox_and_writes_a_private_report(
@@ -114,7 +119,7 @@ def test_a_batch_transcribes_the_inbox_and_writes_a_private_report(
     saved = json.loads(Path(report.report_path).read_text())
     assert saved["speed_x_realtime"] > 0 and saved["failures"] == 0
     assert Path(report.report_path).stat().st_mode & 0o077 == 0
-    for job in report.jobs:  # the acoustic check reads its clips back from the file
+    for job in report.jobs:  # the acoustic check ran on the windows
         folder = config.paths.work / "jobs" / job["id"]
         draft = json.loads((folder / "draft.json").read_text())
         assert "seconds" in draft["postprocessing"]["acoustic_check"]

@@ -22,6 +22,8 @@ LANGUAGES = ("fr", "en", "auto")
 DOMAINS = ("medical", "legal", "general")
 DEVICES = ("auto", "cpu", "cuda")
 BIAS_MODES = ("initial_prompt", "hotwords", "none")
+FIRST_PASS = ("vocabulary", "plain")
+GUARDS = ("terms", "all", "off")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
 CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -37,6 +39,7 @@ class ClientConfig:
     template: str = ""
     vocabulary: tuple[str, ...] = ()
     author_vocabulary: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    author_language: dict[str, str] = field(default_factory=dict)  # "fr", "en" or "auto"
     dictation: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +60,13 @@ class TranscriptionConfig:
     # Let lexicon correction ask Whisper, on the audio, whether it would rather have
     # heard a term that spelling alone cannot vouch for (vocabulary/acoustic.py).
     acoustic_check: bool = True
+    # The first pass decodes with the vocabulary prompt ("vocabulary") or without
+    # ("plain"; the prompt then only serves the refocused second pass).
+    first_pass: str = "vocabulary"
+    # Biasing may only win: prompted windows are decoded once more without a prompt
+    # and give way when less likely ("terms": windows holding vocabulary terms Whisper
+    # was unsure of; "all"; "off"). See asr/passes.py.
+    guard: str = "terms"
 
 
 @dataclass(frozen=True)
@@ -198,12 +208,11 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
     vad = raw.get("vad", defaults.vad)
     if not isinstance(vad, bool):
         raise ConfigError("[transcription] vad must be true or false")
-    second_pass = raw.get("second_pass", defaults.second_pass)
-    if not isinstance(second_pass, bool):
-        raise ConfigError("[transcription] second_pass must be true or false")
-    acoustic_check = raw.get("acoustic_check", defaults.acoustic_check)
-    if not isinstance(acoustic_check, bool):
-        raise ConfigError("[transcription] acoustic_check must be true or false")
+    switches = {}
+    for name in ("second_pass", "acoustic_check"):
+        switches[name] = raw.get(name, getattr(defaults, name))
+        if not isinstance(switches[name], bool):
+            raise ConfigError(f"[transcription] {name} must be true or false")
     return TranscriptionConfig(
         model=model,
         device=_choice("transcription", "device", raw.get("device", "auto"), DEVICES),
@@ -214,8 +223,11 @@ def _transcription(raw: dict[str, Any]) -> TranscriptionConfig:
         vad=vad,
         cpu_threads=threads,
         bias=_choice("transcription", "bias", raw.get("bias", defaults.bias), BIAS_MODES),
-        second_pass=second_pass,
-        acoustic_check=acoustic_check,
+        first_pass=_choice(
+            "transcription", "first_pass", raw.get("first_pass", defaults.first_pass), FIRST_PASS
+        ),
+        guard=_choice("transcription", "guard", raw.get("guard", defaults.guard), GUARDS),
+        **switches,
     )
 
 
@@ -235,8 +247,8 @@ def _terms(section: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _authors(section: str, raw: Any) -> dict[str, tuple[str, ...]]:
-    """``[clients.X.authors."Dr Hart"] vocabulary = [...]``: each author's own terms."""
+def _authors(section: str, raw: Any) -> dict[str, dict[str, Any]]:
+    """``[clients.X.authors."Dr Hart"]``: each author's own terms and language."""
     if not isinstance(raw, dict):
         raise ConfigError(f"[{section}.authors] must be a table of authors")
     authors = {}
@@ -244,8 +256,10 @@ def _authors(section: str, raw: Any) -> dict[str, tuple[str, ...]]:
         where = f'{section}.authors."{name}"'
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table")
-        _check_keys(where, table, {"vocabulary"})
-        authors[name] = _terms(where, table.get("vocabulary", []))
+        _check_keys(where, table, {"vocabulary", "language"})
+        authors[name] = {"vocabulary": _terms(where, table.get("vocabulary", []))}
+        if "language" in table:
+            authors[name]["language"] = _choice(where, "language", table["language"], LANGUAGES)
     return authors
 
 
@@ -360,6 +374,7 @@ def _client(client_id: str, raw: Any) -> ClientConfig:
         raise ConfigError(f"[{section}] must be a table")
     allowed = {"name", "language", "domain", "template", "vocabulary", "authors", "dictation"}
     _check_keys(section, raw, allowed)
+    authors = _authors(section, raw.get("authors", {}))
     return ClientConfig(
         id=client_id,
         name=str(raw.get("name", client_id)),
@@ -367,7 +382,8 @@ def _client(client_id: str, raw: Any) -> ClientConfig:
         domain=_choice(section, "domain", raw.get("domain", "general"), DOMAINS),
         template=str(raw.get("template", "")),
         vocabulary=_terms(section, raw.get("vocabulary", [])),
-        author_vocabulary=_authors(section, raw.get("authors", {})),
+        author_vocabulary={name: a["vocabulary"] for name, a in authors.items()},
+        author_language={name: a["language"] for name, a in authors.items() if "language" in a},
         dictation=_dictation(section, raw.get("dictation", {})),
     )
 

@@ -82,8 +82,15 @@ def new_draft(
     words: list[dict[str, Any]],
     fields: dict[str, str],
     postprocessing: dict[str, Any],
+    *,
+    warnings: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
-    """The first draft, as the transcription stage leaves it for review."""
+    """The first draft, as the transcription stage leaves it for review.
+
+    ``unreliable`` lists the passages Whisper could not transcribe reliably (words
+    marked ``unreliable``), each ``checked`` once the secretary has looked at it:
+    approval waits for every one.
+    """
     draft = {
         "schema": SCHEMA,
         "job_id": job_id,
@@ -93,9 +100,41 @@ def new_draft(
         "fields": fields,
         "cursor": 0,
         "postprocessing": postprocessing,
+        "warnings": list(warnings),
+        "unreliable": unreliable_passages(words),
         "updated_at": time.time(),
     }
     return with_text(draft, text)
+
+
+def unreliable_passages(words: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of words marked unreliable (word indexes, end exclusive); each unchecked."""
+    passages: list[dict[str, Any]] = []
+    for index, word in enumerate(words):
+        kind = word.get("unreliable")
+        if not kind:
+            continue
+        if passages and passages[-1]["words"][1] == index and passages[-1]["kind"] == kind:
+            passages[-1]["words"][1] = index + 1
+        else:
+            passages.append(
+                {"id": len(passages), "kind": kind, "words": [index, index + 1], "checked": False}
+            )
+    return passages
+
+
+def unchecked_passages(draft: dict[str, Any]) -> list[dict[str, Any]]:
+    """Unreliable passages the secretary has not looked at yet."""
+    return [p for p in draft.get("unreliable", ()) if not p.get("checked")]
+
+
+def passage_span(draft: dict[str, Any], passage: dict[str, Any]) -> Span | None:
+    """The draft text a passage became (its words' spans joined), or None if deleted."""
+    first, last = passage["words"]
+    spans = [w["span"] for w in draft["words"][first:last] if w.get("span")]
+    if not spans:
+        return None
+    return (min(s[0] for s in spans), max(s[1] for s in spans))
 
 
 def with_text(draft: dict[str, Any], text: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config
-from .draft import load_draft
+from .draft import load_draft, passage_span
 from .errors import StateError
 from .stages.transcription import draft_path, transcript_path
 from .store import open_store
@@ -24,6 +24,7 @@ STATUS_FIELDS = (
     "attempts",
     "created_at",
     "updated_at",
+    "warnings",
 )
 
 
@@ -50,8 +51,13 @@ def load_job_draft(config: Config, job_id: str) -> dict[str, Any]:
         "client": job.client,
         "state": str(job.state),
         "language": draft["language"],
+        "warnings": [dict(w) for w in job.warnings],
         "text": draft["text"],
         "fields": draft["fields"],
+        "unreliable": [
+            {**passage, "span": passage_span(draft, passage)}
+            for passage in draft.get("unreliable", ())
+        ],
         "words": draft["words"],
         "transcript": str(transcript_path(config, job)),
     }

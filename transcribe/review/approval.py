@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..draft import TOKEN, load_draft, save_draft, with_text
+from ..draft import TOKEN, load_draft, save_draft, unchecked_passages, with_text
 from ..errors import ConfigError, StateError, TranscribeError
 from ..fsutil import atomic_write_json
 from ..stages.transcription import draft_path, job_dir
@@ -320,11 +320,15 @@ def approve_job(
     text: str | None = None,
     fields: Mapping[str, str] | None = None,
     reviewer: str,
+    accept_unreliable: bool = False,
 ) -> Job:
     """Approve a job in review: text and fields checked, saved, state -> approved.
 
     ``text`` replaces the draft's text and ``fields`` are merged over the draft's;
     both default to what the draft holds. Rendering is the next stage's business.
+    A passage Whisper could not transcribe reliably must have been looked at (the
+    review loop marks it when the secretary goes there) or accepted explicitly
+    (``accept_unreliable``, audited).
     """
     timeout_s = load_settings(config.paths.home).lock_timeout_s
     with open_store(config, actor=reviewer) as store:
@@ -334,6 +338,16 @@ def approve_job(
         if not path.is_file():
             raise StateError(f"job {job_id} has no draft")
         draft = load_draft(path)
+        unchecked = unchecked_passages(draft)
+        if unchecked and not accept_unreliable:
+            raise StateError(
+                f"job {job_id} cannot be approved: {len(unchecked)} unreliable passage(s) "
+                "not looked at yet",
+                hint="go to them in the review loop (key u), or approve with "
+                "--accept-unreliable after listening",
+            )
+        if unchecked:
+            store.record("accept-unreliable", job.id, f"{len(unchecked)} passage(s) accepted")
         merged = _merge_fields(config, job, draft["fields"], fields or {})
         missing = missing_fields(letter_fields(config, job), merged)
         if missing:

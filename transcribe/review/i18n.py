@@ -75,6 +75,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "empty_text": ("The text is empty.", "Le texte est vide."),
     "lock_lost": ("Your lock was taken over: {error}", "Votre verrou a été repris : {error}"),
     "prompt_keys": ("Enter accept  Esc cancel", "Entrée valider  Échap annuler"),
+    "warning": ("Warning", "Attention"),
+    "warnings": ("warnings", "alertes"),
+    "look_first": (
+        "{count} unreliable passage(s) (magenta) not looked at yet: Tab goes there.",
+        "{count} passage(s) peu fiable(s) (en magenta) pas encore vu(s) : Tab pour y aller.",
+    ),
 }
 
 

@@ -17,6 +17,10 @@ Conventions, as stored in ``draft.json``:
   null), not yet ``checked``, whose probability is below the threshold or which the
   lexicon or learned corrections replaced (``source``). A word becomes
   ``"checked": true`` when an edit covers it: it no longer counts as doubtful.
+* An **unreliable passage** (``draft["unreliable"]``) is a run of words Whisper
+  could not transcribe reliably (it kept repeating itself or its prompt). It is
+  shown in its own colour, comes first when going to the next doubtful word, and
+  becomes ``checked`` when the cursor enters it; approval waits for every one.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..draft import TOKEN, load_draft, save_draft, with_text
+from ..draft import TOKEN, load_draft, passage_span, save_draft, with_text
 from ..errors import ConfigError, StateError
 from ..stages.transcription import draft_path
 from ..store import Job, JobState, JobStore, open_store
@@ -173,10 +177,19 @@ class ReviewSession:
         self._cursor_saved_at = time.monotonic()
 
     def _moved(self) -> None:
-        """Positions are saved too, but not at every key press."""
+        """Positions are saved too, but not at every key press; an unreliable passage
+        the cursor enters is marked as looked at (and that is saved at once)."""
         self.touch()
-        if time.monotonic() - self._cursor_saved_at >= CURSOR_SAVE_S:
+        if self._look_at_passage() or time.monotonic() - self._cursor_saved_at >= CURSOR_SAVE_S:
             self.save()
+
+    def _look_at_passage(self) -> bool:
+        seen = False
+        for passage, (a, b) in self.unreliable_spans():
+            if not passage.get("checked") and a <= self.cursor < b:
+                passage["checked"] = True
+                seen = True
+        return seen
 
     def close(self) -> None:
         """Save the position and release the lock; safe to call twice."""
@@ -228,7 +241,19 @@ class ReviewSession:
             for w in self.draft["words"]
             if is_doubtful(w, self.settings.threshold)
         }
-        return sorted(spans)
+        return sorted(spans | {span for p, span in self.unreliable_spans() if not p["checked"]})
+
+    def unreliable_spans(self) -> list[tuple[dict[str, Any], Span]]:
+        """Unreliable passages still in the text, with the text they became."""
+        found = []
+        for passage in self.draft.get("unreliable", ()):
+            span = passage_span(self.draft, passage)
+            if span is not None:
+                found.append((passage, span))
+        return found
+
+    def unchecked_passages(self) -> int:
+        return sum(1 for passage in self.draft.get("unreliable", ()) if not passage["checked"])
 
     def _go(self, starts: list[int], forward: bool, *, wrap: bool) -> str:
         """Move to the next/previous start; returns "moved", "wrapped" or "none"."""

@@ -51,6 +51,9 @@ STYLE = Style.from_dict(
         "urgent": "bold fg:ansired",
         "low": "fg:ansired bold",
         "doubt": "fg:ansiyellow bold",
+        "unreliable": "bg:ansimagenta fg:ansiwhite",
+        "seen": "underline fg:ansimagenta",
+        "warning": "bold fg:ansimagenta",
         "lexicon": "underline fg:ansicyan",
         "learned": "underline fg:ansimagenta",
         "checked": "fg:ansigreen",
@@ -254,6 +257,9 @@ class ReviewApp:
             self.t("urgent") if job.priority == "urgent" else "",
             job.id,
             f"{self.t('doubtful')}: {len(self.session.doubtful_spans())}",
+            f"{self.t('warnings')}: {len(self.session.draft.get('warnings', ()))}"
+            if self.session.draft.get("warnings")
+            else "",
             f"x{self.listening.speed:g}" if self.listening and self.listening.speed != 1.0 else "",
             job.client,
             job.author or "",
@@ -340,6 +346,9 @@ class ReviewApp:
                 continue
             for i in range(span[0], min(span[1], len(styles))):
                 styles[i] = style
+        for passage, (a, b) in session.unreliable_spans():
+            for i in range(a, min(b, len(styles))):
+                styles[i] = "class:seen" if passage["checked"] else "class:unreliable"
         a, b = session.current_range()
         for i in range(a, b):
             styles[i] = (styles[i] + " class:current").strip()
@@ -534,7 +543,12 @@ class ReviewApp:
         )
         self.session = session
         self.listening = Listening(self.player, job_dir(self.config, session.job))
-        self.message = ""
+        self.message = self._warnings(session)
+
+    def _warnings(self, session: ReviewSession) -> str:
+        """What the transcription stage warned about, shown when the job opens."""
+        texts = [w["text"] for w in session.draft.get("warnings", ())]
+        return f"{self.t('warning')}: " + " · ".join(texts) if texts else ""
 
     def close_job(self) -> None:
         """Stop the audio, save the position, release the lock."""
@@ -657,6 +671,10 @@ class ReviewApp:
         missing = session.missing()
         if missing:
             self.message = self.t("fill_first", names=", ".join(missing))
+            return
+        unchecked = session.unchecked_passages()
+        if unchecked:
+            self.message = self.t("look_first", count=unchecked)
             return
 
         def accept(answer: str) -> None:

@@ -1,8 +1,8 @@
 """The overnight batch: take in the inbox, then transcribe everything pending, fast.
 
-Jobs run urgent first, then oldest. Jobs that share client, author and language are
-grouped and decoded together (see :mod:`transcribe.asr.batching`), within one priority
-class so an urgent dictation never waits behind a normal one. Each job is claimed in
+Jobs run urgent first, then oldest, in groups whose speech windows are decoded in
+shared batches (:func:`transcribe.stages.transcription.plan_groups`), within one
+priority class so an urgent dictation never waits behind a normal one. Each job is claimed in
 the store before work starts and committed on its own when done, so a batch that is
 interrupted (Ctrl-C, kill, power cut) and started again transcribes nothing twice
 and loses nothing. A JSON report (no personal data) is written to ``reports/``.
@@ -10,8 +10,6 @@ and loses nothing. A JSON report (no personal data) is written to ``reports/``.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,25 +17,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..asr.batching import BatchSettings
 from ..asr.engine import WhisperEngine
+from ..asr.pipeline import pass_settings
 from ..config import Config
 from ..fsutil import atomic_write_json
 from ..progress import NullReporter, Reporter
-from ..stages.transcription import release_claim, transcribe_group
+from ..stages.transcription import plan_groups, release_claim, transcribe_group
 from ..store import Job, JobState, JobStore, open_store
 from .watcher import Intake, drain_intake, finish_letters, recover, sigterm_as_interrupt
 
 REPORTS = "reports"
-GROUP_MAX_FILES = 8
-GROUP_MAX_AUDIO_S = 600.0
 
 
 @dataclass(frozen=True)
 class BatchOptions:
     until: datetime | None = None  # stop taking new jobs at this time
     max_jobs: int | None = None
-    settings: BatchSettings | None = None  # None: chosen from the device
 
 
 @dataclass
@@ -93,58 +88,6 @@ class NullBatchReporter(NullReporter):
         pass
 
 
-def free_gpu_memory_mb() -> int | None:
-    """Free memory of GPU 0 from nvidia-smi (ctranslate2 does not report it)."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        return int(out.split()[0])
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
-        return None
-
-
-def choose_settings(engine: WhisperEngine) -> BatchSettings:
-    """Batch size from the device: more windows at once where memory allows."""
-    if engine.device.device == "cuda":
-        free = free_gpu_memory_mb() or 8000
-        return BatchSettings(
-            batch_size=32 if free >= 20000 else 16 if free >= 8000 else 8,
-            piece_s=600.0,
-            wave_s=1800.0,
-        )
-    return BatchSettings()
-
-
-def plan_groups(queue: list[Job], limit: int | None) -> list[list[Job]]:
-    """Consecutive queue runs of one priority, grouped by client, author and language."""
-    groups: list[list[Job]] = []
-    remaining = list(queue[:limit] if limit is not None else queue)
-    while remaining:
-        head = remaining.pop(0)
-        group, audio = [head], head.duration_s or 0.0
-        if head.language in ("fr", "en"):
-            for job in list(remaining):
-                if len(group) >= GROUP_MAX_FILES or audio >= GROUP_MAX_AUDIO_S:
-                    break
-                if _group_key(job) == _group_key(head):
-                    group.append(job)
-                    audio += job.duration_s or 0.0
-                    remaining.remove(job)
-        groups.append(group)
-    return groups
-
-
-def _group_key(job: Job) -> tuple[str, str, str | None, str | None]:
-    return (job.priority, job.client, job.author, job.language)
-
-
 def run_batch(
     config: Config,
     engine_factory: Callable[[], WhisperEngine],
@@ -156,7 +99,7 @@ def run_batch(
     started = time.monotonic()
     report = BatchReport(started_at=datetime.now(UTC).isoformat())
     engine = engine_factory()
-    settings = options.settings or choose_settings(engine)
+    settings = pass_settings(config, engine)
     report.device, report.settings = asdict(engine.device), asdict(settings)
     with open_store(config, actor="batch") as store, sigterm_as_interrupt():
         recover(config, store, reporter)
@@ -164,7 +107,7 @@ def run_batch(
         intake.add_all()
         drain_intake(intake)
         try:
-            _transcribe_all(config, store, engine, settings, options, reporter, report)
+            _transcribe_all(config, store, engine, options, reporter, report)
             finish_letters(config, store, reporter)
         except KeyboardInterrupt:
             report.stopped_by = "interrupted"
@@ -180,7 +123,6 @@ def _transcribe_all(
     config: Config,
     store: JobStore,
     engine: WhisperEngine,
-    settings: BatchSettings,
     options: BatchOptions,
     reporter: BatchReporter,
     report: BatchReport,
@@ -196,7 +138,7 @@ def _transcribe_all(
             continue
         reporter.group_started(claimed)
         try:
-            finished = transcribe_group(config, store, engine, claimed, settings)
+            finished = transcribe_group(config, store, engine, claimed)
         except BaseException:
             for job in claimed:
                 release_claim(store, job.id)

@@ -407,7 +407,9 @@ def _accept(
         audio_path=_relative(config, target),
         size_bytes=opened.stat.st_size,
         duration_s=round(duration_s, 3),
-        language=sidecar.language or client_cfg.language,
+        language=sidecar.language
+        or client_cfg.author_language.get(sidecar.author or "")
+        or client_cfg.language,
         priority=sidecar.priority,
         author=sidecar.author,
         document_type=sidecar.document_type,
