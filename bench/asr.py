@@ -1,43 +1,65 @@
-"""Accuracy of the pipeline against plain faster-whisper, on the same audio and model.
+"""Accuracy and cost of the pipeline against plain faster-whisper, same audio, same model.
 
-For each audio file with a reference ``NAME.txt`` beside it, runs plain faster-whisper
-(as its README shows: beam 5, language given) and the pipeline (vocabulary prompt,
-corrections, dictation formatting) with the same loaded model, in one run, and prints
-WER against the written reference, domain-term recall (``NAME.terms.txt``) and the
-real-time factor. ``--bias``, ``--passes`` and ``--check`` run the pipeline once per
-way of biasing Whisper (initial prompt, hotwords, none; one decoding, or a second pass
-prompted with the terms the first nearly heard; lexicon corrections checked by Whisper
-on the audio, or by spelling alone), which is how the defaults were chosen.
+For each folder of audio with reference text (``NAME.txt`` beside the audio, or a
+``refs.jsonl`` of ``{"id": file, "text": ...}``), runs in one process, with one
+loaded model:
 
-    .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en \\
-        ../shared/data/asr-dev/fleurs [--bias initial_prompt,hotwords,none] [--passes 1,2] \\
-        [--check on,off]
+* plain faster-whisper as its README shows it (``beam_size=5``, language given),
+  file after file;
+* the pipeline (language detection, vocabulary prompt, passes, corrections,
+  formatting) once per ``--variants`` entry, the set's files transcribed together
+  as ``watch --once`` or ``batch`` would take them (groups of up to 8 files), or one
+  by one with ``--one-by-one``.
+
+It prints, per set and system: WER against the reference, domain-term recall
+(``NAME.terms.txt``), real-time factor, time against plain, and how many files the
+system got worse and better than plain.
+
+    .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en bench/heldout \\
+        ../shared/data/asr-dev/fleurs ../shared/data/asr-dev/commonvoice-fr \\
+        [--variants default,one-pass,unguarded] [--domain medical] [--one-by-one]
+
+``--domain`` gives every file that domain's client (a medical practice's lexicon on
+ordinary read speech: biasing must never make it worse); without it, files named
+``med-*``/``legal-*`` get their domain and others a general client.
 
 WER is computed on normalised text (case folded, punctuation dropped, except inside
-numbers, hyphens read as spaces), so it scores words, not typography: "pre-action"
-and "pre action", "67-year-old" and "67 year old" are the same words; the format
-benchmark scores typography. Term recall uses the same normalisation.
+numbers, hyphens read as spaces, number words as digits on both sides), so it scores
+words, not typography; the format benchmark scores typography.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import jiwer  # noqa: E402
-from textnorm import AUDIO, language_of, normalise  # noqa: E402
+from textnorm import audio_files, language_of, normalise, reference  # noqa: E402
 
 from transcribe.asr.engine import WhisperEngine  # noqa: E402
+from transcribe.asr.pipeline import Dictation, transcribe_audio  # noqa: E402
 from transcribe.config import ClientConfig, Config, load_config  # noqa: E402
-from transcribe.stages.transcription import Dictation, transcribe_file  # noqa: E402
+from transcribe.stages.transcription import GROUP_MAX_AUDIO_S, GROUP_MAX_FILES  # noqa: E402
 from transcribe.workspace import init_workspace  # noqa: E402
+
+# What each variant changes in [transcription]; "default" is the shipped config.
+VARIANTS: dict[str, dict[str, bool | str]] = {
+    "default": {},
+    "one-pass": {"second_pass": False},
+    "unguarded": {"guard": "off"},
+    "guard-all": {"guard": "all"},
+    "plain-first": {"first_pass": "plain"},
+    "unchecked": {"acoustic_check": False},
+    "unbiased": {"bias": "none"},
+}
 
 
 @dataclass(frozen=True)
@@ -54,67 +76,72 @@ class Item:
 class Score:
     hyps: list[str] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
+    wers: list[float] = field(default_factory=list)
     terms_found: int = 0
     terms_total: int = 0
     seconds: float = 0.0
     audio_s: float = 0.0
 
-    def add(self, item: Item, text: str, seconds: float) -> None:
+    def add(self, item: Item, text: str) -> None:
         lang = item.language
-        self.hyps.append(normalise(text, lang))
-        self.refs.append(normalise(item.reference, lang))
-        folded = f" {normalise(text, lang)} "
-        self.terms_found += sum(f" {normalise(t, lang)} " in folded for t in item.terms)
+        hyp, ref = normalise(text, lang), normalise(item.reference, lang)
+        self.hyps.append(hyp)
+        self.refs.append(ref)
+        self.wers.append(jiwer.wer(ref, hyp) if ref else 0.0)
+        self.terms_found += sum(f" {normalise(t, lang)} " in f" {hyp} " for t in item.terms)
         self.terms_total += len(item.terms)
-        self.seconds += seconds
         self.audio_s += item.duration
 
-    def row(self) -> tuple[str, str, str]:
+    def row(self, plain: Score) -> list[str]:
         wer = 100 * jiwer.wer(self.refs, self.hyps)
         recall = f"{100 * self.terms_found / self.terms_total:.1f}%" if self.terms_total else "-"
-        return f"{wer:.1f}%", recall, f"{self.seconds / self.audio_s:.3f}"
+        worse = sum(a > b + 1e-9 for a, b in zip(self.wers, plain.wers, strict=True))
+        better = sum(a < b - 1e-9 for a, b in zip(self.wers, plain.wers, strict=True))
+        return [
+            f"{wer:.1f}%",
+            recall,
+            f"{self.seconds / self.audio_s:.3f}",
+            f"{self.seconds / plain.seconds:.2f}x",
+            f"{worse}/{better}",
+        ]
 
 
 def domain_of(path: Path) -> str:
     return {"med": "medical", "legal": "legal"}.get(path.stem.split("-")[0], "general")
 
 
-def collect(folders: list[Path]) -> dict[str, list[Item]]:
+def collect(folders: list[Path], domain: str | None) -> dict[str, list[Item]]:
     import av
 
     sets: dict[str, list[Item]] = {}
     for folder in folders:
-        for audio in sorted(p for p in folder.iterdir() if p.suffix in AUDIO):
-            reference = audio.with_suffix(".txt")
-            if not reference.is_file():
+        for audio in audio_files(folder):
+            text = reference(audio)
+            if text is None:
                 continue
             terms = audio.with_suffix(".terms.txt")
             with av.open(str(audio)) as container:
                 duration = container.duration / 1e6
             item = Item(
                 audio,
-                reference.read_text(encoding="utf-8"),
+                text,
                 tuple(t for t in terms.read_text().splitlines() if t.strip())
                 if terms.is_file()
                 else (),
                 language_of(audio),
-                domain_of(audio),
+                domain or domain_of(audio),
                 duration,
             )
             sets.setdefault(f"{folder.name}-{item.language}", []).append(item)
     return sets
 
 
-def bench_config(scratch: Path, bias: str, passes: int = 2, check: bool = True) -> Config:
-    """A scratch workspace whose only difference is how the vocabulary is used."""
-    home = scratch / f"{bias}-{passes}-{check}"
+def bench_config(scratch: Path, name: str) -> Config:
+    """A scratch workspace with the shipped config, changed as the variant says."""
+    home = scratch / name
     init_workspace(home)
-    path = home / "transcribe.toml"
-    text = path.read_text().replace('bias = "initial_prompt"', f'bias = "{bias}"')
-    text = text.replace("second_pass = true", f"second_pass = {str(passes == 2).lower()}")
-    text = text.replace("acoustic_check = true", f"acoustic_check = {str(check).lower()}")
-    path.write_text(text)
-    return load_config(home)
+    config = load_config(home)
+    return replace(config, transcription=replace(config.transcription, **VARIANTS[name]))
 
 
 def run_plain(engine: WhisperEngine, item: Item) -> tuple[str, float]:
@@ -124,61 +151,84 @@ def run_plain(engine: WhisperEngine, item: Item) -> tuple[str, float]:
     return text, time.perf_counter() - started
 
 
-def run_pipeline(config: Config, engine: WhisperEngine, item: Item) -> tuple[str, float]:
-    client = ClientConfig(id="bench", name="bench", language=item.language, domain=item.domain)
-    started = time.perf_counter()
-    _, draft = transcribe_file(config, engine, item.audio, Dictation(client, None, item.language))
-    return draft.text, time.perf_counter() - started
+def groups(items: list[Item], one_by_one: bool) -> list[list[Item]]:
+    """The set as the watcher would take it: up to 8 files, 600 s of audio a group."""
+    if one_by_one:
+        return [[item] for item in items]
+    found: list[list[Item]] = [[]]
+    for item in items:
+        audio = sum(i.duration for i in found[-1])
+        if found[-1] and (
+            len(found[-1]) >= GROUP_MAX_FILES or audio + item.duration > GROUP_MAX_AUDIO_S
+        ):
+            found.append([])
+        found[-1].append(item)
+    return [g for g in found if g]
+
+
+def run_pipeline(
+    config: Config, engine: WhisperEngine, items: list[Item], one_by_one: bool, score: Score
+) -> list[dict]:
+    """Transcribe the set in groups; texts go into ``score``; the transcripts come back."""
+    transcripts = []
+    for group in groups(items, one_by_one):
+        dictations = [(item.audio, Dictation(_client(item), None, item.language)) for item in group]
+        started = time.perf_counter()
+        results = transcribe_audio(config, engine, dictations)
+        score.seconds += time.perf_counter() - started
+        for item, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            score.add(item, result.draft.text)
+            transcripts.append(result.transcript)
+    return transcripts
+
+
+def _client(item: Item) -> ClientConfig:
+    return ClientConfig(id="bench", name="bench", language=item.language, domain=item.domain)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument(
-        "--bias", default="initial_prompt", help="comma-separated: initial_prompt, hotwords, none"
+        "--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}"
     )
-    parser.add_argument(
-        "--passes", default="2", help="comma-separated: 1 (one decoding), 2 (second pass)"
-    )
-    parser.add_argument(
-        "--check", default="on", help="comma-separated: on (acoustic check), off (spelling only)"
-    )
+    parser.add_argument("--domain", choices=("medical", "legal", "general"))
+    parser.add_argument("--one-by-one", action="store_true", help="one dictation at a time")
+    parser.add_argument("--transcripts", type=Path, help="write each variant's transcripts here")
     args = parser.parse_args()
-    sets = collect(args.folders)
-    variants = [
-        (bias, int(passes), check == "on")
-        for bias in args.bias.split(",")
-        for passes in args.passes.split(",")
-        for check in args.check.split(",")
-        if not (bias == "none" and passes == "2")  # nothing to refocus
-    ]
+    sets = collect(args.folders, args.domain)
+    names = args.variants.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        configs = {
-            f"{bias}, {passes} pass{'es' if passes > 1 else ''}"
-            f"{', checked' if check else ''}": bench_config(Path(tmp), bias, passes, check)
-            for bias, passes, check in variants
-        }
+        configs = {name: bench_config(Path(tmp), name) for name in names}
         engine = WhisperEngine(next(iter(configs.values())).transcription)
         engine.load()  # once, outside the timings
         print(
             f"model: {engine.model_ref.name} ({engine.device.device} "
-            f"{engine.device.compute_type}, {engine.device.cpu_threads} threads)"
+            f"{engine.device.compute_type}, {engine.device.cpu_threads} threads); "
+            f"{'one by one' if args.one_by_one else 'grouped as the watcher takes them'}"
         )
-        print("| set | files | system | WER | term recall | RTF |\n|---|---|---|---|---|---|")
+        print("| set | files | system | WER | term recall | RTF | time vs plain | worse/better |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, items in sets.items():
-            scores: dict[str, Score] = {}
+            plain = Score()
             for item in items:
                 text, seconds = run_plain(engine, item)
-                scores.setdefault("plain faster-whisper", Score()).add(item, text, seconds)
-                for variant, config in configs.items():
-                    text, seconds = run_pipeline(config, engine, item)
-                    scores.setdefault(f"pipeline ({variant})", Score()).add(item, text, seconds)
-                print(f"  {item.audio.name}", file=sys.stderr, flush=True)
-            for system, score in scores.items():
-                wer, recall, rtf = score.row()
-                print(
-                    f"| {name} | {len(items)} | {system} | {wer} | {recall} | {rtf} |", flush=True
-                )
+                plain.add(item, text)
+                plain.seconds += seconds
+            rows = {"plain faster-whisper": plain}
+            for variant, config in configs.items():
+                score = Score()
+                transcripts = run_pipeline(config, engine, items, args.one_by_one, score)
+                rows[f"pipeline ({variant})"] = score
+                if args.transcripts:
+                    args.transcripts.mkdir(parents=True, exist_ok=True)
+                    out = args.transcripts / f"{name}-{variant}.json"
+                    out.write_text(json.dumps(transcripts, ensure_ascii=False, indent=1))
+            for system, score in rows.items():
+                cells = " | ".join(score.row(plain))
+                print(f"| {name} | {len(items)} | {system} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

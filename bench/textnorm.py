@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -23,7 +24,7 @@ def normalise(text: str, lang: str = "en") -> str:
 
 
 def language_of(path: Path) -> str:
-    """``fleurs-fr-003.ogg``, ``test_fr.wav`` -> fr; anything else -> en."""
+    """``fleurs-fr-003.ogg``, ``test_fr.wav``, ``common_voice_fr_1.mp3`` -> fr; else en."""
     return "fr" if re.search(r"(^|[-_])fr([-_.]|$)", path.stem) else "en"
 
 
@@ -32,5 +33,14 @@ def audio_files(folder: Path) -> list[Path]:
 
 
 def reference(audio: Path) -> str | None:
+    """``NAME.txt`` beside the audio, or the file's line in the folder's ``refs.jsonl``."""
     path = audio.with_suffix(".txt")
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    refs = audio.parent / "refs.jsonl"
+    if refs.is_file():
+        for line in refs.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line) if line.strip() else {}
+            if entry.get("id") == audio.name:
+                return str(entry["text"])
+    return None
