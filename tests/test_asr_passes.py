@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from transcribe.asr.decoder import WindowText
-from transcribe.asr.passes import choose, restore_dropped, unheard_terms
+from transcribe.asr.passes import _near_misses, choose, restore_dropped, unheard_terms
 from transcribe.asr.pipeline import _without_join_echo
 from transcribe.asr.windows import Window
-from transcribe.vocabulary import Term, TermSource
+from transcribe.vocabulary import Term, TermSource, Vocabulary
 
 WINDOW = Window(file=0, index=0, audio=np.zeros(16000, np.float32), speech=[])
 
@@ -109,3 +109,23 @@ def test_a_window_repeating_the_end_of_the_one_before_loses_the_copy() -> None:
     assert plain(joined) == "follow up in clinic"
     fresh = decoded("follow up in clinic", start=10.0)
     assert _without_join_echo(before.words, fresh) is fresh
+
+
+def test_the_guard_keeps_a_biased_decoding_whose_terms_the_plain_one_ran_together() -> None:
+    """Unprompted, Whisper writes a dictation's terms as fewer, longer words
+    ("nearthroplasty underspinal"): the guard's word count says nothing about the biased text."""
+    plain_words = decoded("right nearthroplasty underspinal", -0.7, prompt=None)
+    biased = decoded("right total knee arthroplasty under spinal anaesthesia", -0.5)
+    vocabulary = terms("knee arthroplasty", "spinal anaesthesia")
+    assert choose(plain_words, biased, vocabulary, "en")[0] is None  # a refocus would not
+    kept, _ = choose(plain_words, biased, vocabulary, "en", same_length=False)
+    assert kept is not None and plain(kept).startswith("right total knee arthroplasty")
+
+
+def test_only_windows_with_near_misses_are_decoded_again() -> None:
+    vocabulary = Vocabulary("medical", "en", tuple(terms("echocardiography", "tourniquet")))
+    exact = decoded("the echocardiography was normal")
+    near = decoded("the ecacardiography was normal")
+    assert _near_misses(vocabulary, exact, "en") == []
+    [found] = _near_misses(vocabulary, near, "en")
+    assert found.term.text == "echocardiography"

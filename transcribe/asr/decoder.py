@@ -35,6 +35,8 @@ PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, faster-whisper's default
 FINISHED_FRAMES = 50  # less than half a second left: the window is done
+FRAMES_PER_S = 100
+TOKENS_PER_S = 8  # fast French dictation with timestamps needs about 6
 MAX_ROUNDS = 6  # a 40-s window takes two or three
 
 
@@ -165,7 +167,7 @@ def _decode_batch(
     results = model.model.generate(
         ctranslate2.StorageView.from_array(encoded),
         prompts,
-        max_length=model.max_length,
+        max_length=_max_length(model, prompts, framed),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=True,
@@ -180,6 +182,17 @@ def _decode_batch(
     _align(model, tokenizer, encoded, pieces, [size for _, size in framed])
     for (job, _), (segments, seek, single), (_, size) in zip(batch, pieces, framed, strict=True):
         _advance(job, segments, seek, single, size, model)
+
+
+def _max_length(
+    model: Any, prompts: Sequence[Sequence[int]], framed: Sequence[tuple[np.ndarray, int]]
+) -> int:
+    """Room for what the longest audio of the batch can hold, not the model's whole
+    448 tokens: a decoding that loops stops there instead of repeating itself to the
+    end (a window cut short resumes from its last timestamp, so nothing is lost)."""
+    seconds = max(size for _, size in framed) / FRAMES_PER_S
+    room = int(TOKENS_PER_S * seconds) + 16
+    return min(model.max_length, max(len(p) for p in prompts) + room)
 
 
 def _frames(model: Any, window: Window, seek: int) -> tuple[np.ndarray, int]:

@@ -4,8 +4,8 @@
    client's domain terms, its author's, what secretaries taught), windows of many
    files in one batch when they share language and prompt.
 2. **Runaways.** A window that loops or echoes its prompt (:mod:`.loops`) is decoded
-   again with the same prompt at a sampling temperature, then without the prompt;
-   what still runs away is kept and marked unreliable, never passed off as text.
+   again without the prompt, then sampled without it; what still runs away is kept
+   and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard are decoded again with
    it (``second_pass``). The refocused text replaces the first where it is not much
@@ -41,6 +41,7 @@ UNHEARD_BELOW = 20.0  # a term sounding this little like what was heard was not 
 GUARD_PROBABILITY = 0.6  # terms Whisper is less sure of are checked without the prompt
 RESTORE_MIN_WORDS = 3  # a stretch of this many words dropped by the second pass returns
 EDGE_S = 0.3
+SAMPLED_BEST_OF = 2  # Whisper's fallback samples 5; a bounded fallback samples 2
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class PassSettings:
     batch_size: int = 4
     first_prompted: bool = True  # the first pass with the vocabulary prompt, or without
     refocus: bool = True
-    refocus_budget: int = 200  # tokens of the refocused prompt
+    refocus_budget: int = 120  # tokens of the refocused prompt (the first has 200)
     refocus_only_heard: bool = False  # only the terms nearly heard, not the whole ranking
     guard: str = "terms"  # "off", "terms" (windows with unsure terms) or "all"
     fallback_temperatures: tuple[float, ...] = (0.4,)
@@ -107,12 +108,13 @@ def _first_pass(
         for window, text in zip(members, decoded, strict=True):
             decoding = files[window.file]
             decoding.texts[window.index] = text
-            decoding.records[window.index] = {
-                "start": round(window.start_s, 3),
-                "end": round(window.end_s, 3),
-                "first": _summary(text, "vocabulary" if prompt else None),
-                "kept": "first",
-            }
+            record = decoding.records.setdefault(window.index, {})  # runaways noted
+            record.update(
+                start=round(window.start_s, 3),
+                end=round(window.end_s, 3),
+                first=_summary(text, "vocabulary" if prompt else None),
+                kept="first",
+            )
 
 
 def _decode_safely(
@@ -122,15 +124,15 @@ def _decode_safely(
     files: Sequence[FileDecoding],
     settings: PassSettings,
 ) -> list[WindowText]:
-    """First-pass decoding; a window that runs away is tried again (sampled, then
-    without the prompt), and what still runs away is marked unreliable."""
+    """First-pass decoding; a window that runs away is tried again (:func:`_recover`),
+    and what still runs away is marked unreliable."""
     texts = decode_windows(model, windows, request)
     for index, window in enumerate(windows):
         decoding = files[window.file]
         runaway = _runaway(texts[index], decoding)
         if runaway is None:
             continue
-        fixed = _recover(model, window, request, decoding, settings, unprompted=True)
+        fixed = _recover(model, window, request, decoding, settings)
         decoding.unreliable.pop(window.index, None)
         if fixed is None:
             decoding.unreliable[window.index] = runaway
@@ -145,18 +147,17 @@ def _recover(
     request: Request,
     decoding: FileDecoding,
     settings: PassSettings,
-    *,
-    unprompted: bool,
 ) -> WindowText | None:
-    """Whisper's temperature fallback, bounded: sampled with the prompt and, when
-    ``unprompted``, then without the prompt (greedy, then sampled): at most
-    ``1 + 2 x len(fallback_temperatures)`` decodings of one window, so a short clip
-    cannot blow up."""
-    sampled = [replace(request, temperature=t) for t in settings.fallback_temperatures]
-    attempts = list(sampled)
-    if request.prompt and unprompted:
-        attempts += [replace(request, prompt=None)]
-        attempts += [replace(s, prompt=None) for s in sampled]
+    """Whisper's temperature fallback, bounded so a short clip cannot blow up: a
+    prompted window is decoded again without the prompt (the usual cause), then
+    sampled without it; an unprompted one is sampled. At most
+    ``1 + len(fallback_temperatures)`` decodings of one window."""
+    plain = replace(request, prompt=None)
+    attempts = [plain] if request.prompt else []
+    attempts += [
+        replace(plain, temperature=t, best_of=SAMPLED_BEST_OF)
+        for t in settings.fallback_temperatures
+    ]
     for attempt in attempts:
         [text] = decode_windows(model, [window], attempt)
         if _runaway(text, decoding) is None:
@@ -165,7 +166,7 @@ def _recover(
 
 
 def _note_runaway(record: dict[str, Any], runaway: Runaway, fixed: WindowText | None) -> None:
-    how = "no prompt" if fixed is not None and not fixed.prompt else "sampled"
+    how = "no prompt" if fixed is not None and not fixed.temperature else "sampled, no prompt"
     action = "marked unreliable" if fixed is None else f"decoded again ({how})"
     record.setdefault("runaways", []).append({**runaway.to_json(), "action": action})
 
@@ -189,7 +190,7 @@ def _refocus(
     if vocabulary is None or not vocabulary.terms:
         return
     heard = {
-        w.index: retrieve_terms(vocabulary, decoding.texts[w.index].words, decoding.language)
+        w.index: _near_misses(vocabulary, decoding.texts[w.index], decoding.language)
         for w in windows
         if w.index not in decoding.unreliable
     }
@@ -219,12 +220,9 @@ def _refocus(
         record["refocused"] = _summary(text, "refocused")
         record["refocused"]["terms_heard"] = [r.term.text for r in heard[window.index]]
         runaway = _runaway(text, decoding)
-        if runaway is not None:
-            text = _recover(model, window, request, decoding, settings, unprompted=False)
-            _note_runaway(record["refocused"], runaway, text)
-            if text is None:
-                record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
-                continue
+        if runaway is not None:  # the first pass's text stands: nothing to recover
+            record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
+            continue
         chosen, why = choose(decoding.texts[window.index], text, plan.terms, decoding.language)
         if chosen is None:
             record["refocused"]["dropped"] = why
@@ -233,6 +231,16 @@ def _refocus(
         record["kept"] = "refocused"
         if why:
             record["refocused"]["mended"] = why
+
+
+def _near_misses(vocabulary: Vocabulary, text: WindowText, language: str) -> list[Retrieved]:
+    """Terms the window came close to without writing them: a window whose terms all
+    came out right has nothing to gain from being decoded again."""
+    return [
+        found
+        for found in retrieve_terms(vocabulary, text.words, language)
+        if compact_key(found.heard) != compact_key(found.term.text)
+    ]
 
 
 def _guard(
@@ -252,14 +260,17 @@ def _guard(
     ]
     if not suspects:
         return
-    request = Request(decoding.language, None, settings.beam_size, batch_size=settings.batch_size)
+    # greedy: the guard asks what was heard, it does not need the best spelling of it
+    request = Request(decoding.language, None, beam_size=1, batch_size=settings.batch_size)
     for window, plain in zip(suspects, decode_windows(model, suspects, request), strict=True):
         record = decoding.records[window.index]
         record["guard"] = _summary(plain, None)
         if find_runaway([w["word"] for w in plain.words], plain.text) is not None:
             record["guard"]["dropped"] = "runs away"
             continue
-        kept, why = choose(plain, decoding.texts[window.index], terms, decoding.language)
+        kept, why = choose(
+            plain, decoding.texts[window.index], terms, decoding.language, same_length=False
+        )
         if kept is None:
             decoding.texts[window.index] = plain
             record["kept"] = "unprompted"
@@ -275,20 +286,28 @@ def _unsure_terms(text: WindowText, terms: Sequence[Any]) -> bool:
 
 
 def choose(
-    reference: WindowText, candidate: WindowText, terms: Sequence[Any], language: str
+    reference: WindowText,
+    candidate: WindowText,
+    terms: Sequence[Any],
+    language: str,
+    *,
+    same_length: bool = True,
 ) -> tuple[WindowText | None, str]:
     """``candidate`` (more biased), mended against ``reference``, or None and why not.
 
     Not kept when much less likely under its own prompt than the reference under its
-    own, or when its length is far off (a skipped or invented stretch). Kept, it
-    gives back the reference's words where it wrote a term that sounds like nothing
-    heard there, and where it dropped a stretch the reference heard.
+    own, or (``same_length``) when its length is far off: a refocused decoding that
+    skipped or invented a stretch. The guard does not ask that: an unprompted decoding
+    of a dictation full of terms runs them together ("near-arth replaced the
+    underpinal"), so its length says nothing. Kept, the candidate gives back the
+    reference's words where it wrote a term that sounds like nothing heard there, and
+    where it dropped a stretch the reference heard.
     """
     first, second = reference, candidate
     if second.avg_logprob < first.avg_logprob - MAX_LOGPROB_DROP:
         return None, "much lower log-probability"
-    counts = len(first.words), len(second.words)
-    if abs(counts[1] - counts[0]) > max(3, MAX_LENGTH_CHANGE * counts[0]):
+    counts = _token_count(first), _token_count(second)
+    if same_length and abs(counts[1] - counts[0]) > max(3, MAX_LENGTH_CHANGE * counts[0]):
         return None, f"{counts[1]} words where the first pass had {counts[0]}"
     notes = []
     spans = unheard_terms(first.words, second.words, terms, language)
@@ -299,6 +318,10 @@ def choose(
     if restored:
         notes.append("restored: " + " / ".join(restored))
     return second, "; ".join(notes)
+
+
+def _token_count(text: WindowText) -> int:
+    return sum(len(normalise_words(str(w["word"]))) for w in text.words)
 
 
 def _terms_in(

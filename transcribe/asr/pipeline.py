@@ -42,6 +42,7 @@ from .postprocess import Biasing, Draft, learning_store, plan_biasing, postproce
 from .windows import CHUNK_S, SAMPLE_RATE, VAD_PARAMETERS, Window, file_windows, memory_windows
 
 JOIN_ECHO_WORDS = 3
+SNAP_S = 1.0  # a scored range this close to its window's edge extends to it
 PIECE_S = 120.0  # a long file is decoded 2 minutes at a time (bench/memory.py)
 
 
@@ -411,13 +412,21 @@ def _window_at(windows: Sequence[Window], start: float) -> int | None:
 
 
 def _clip(windows: Sequence[Window], start: float, end: float) -> Window:
-    """The speech between two file times, from the windows' audio, as a window of its own."""
+    """The speech between two file times, from the windows' audio, as a window of its own.
+
+    A range that stops short of a window's edge by less than SNAP_S takes the window
+    up to its edge: Whisper scores a text more steadily on audio that does not stop
+    mid-breath, and the pause there holds no other words."""
     import numpy as np
 
     pieces, speech = [], []
     for window in windows:
         if window.end_s < start or window.start_s > end:
             continue
+        if 0 < start - window.start_s < SNAP_S:
+            start = window.start_s
+        if 0 < window.end_s - end < SNAP_S:
+            end = window.end_s
         lo = int(window.to_window_time(max(start, window.start_s)) * SAMPLE_RATE)
         hi = int(window.to_window_time(min(end, window.end_s)) * SAMPLE_RATE)
         pieces.append(window.audio[lo:hi])
