@@ -1,4 +1,5 @@
-"""Platform mode: fenced runs, on both job store backends."""
+"""Platform mode: fenced runs, and tasks deferred with the state change that calls
+for them, on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT
+from tests.conftest import CLIENT, set_config, use_store
+from tests.pgserver import PgServer
 from tests.test_letter import approved_job
 from transcribe.asr.pipeline import transcribe_audio
 from transcribe.config import Config
-from transcribe.errors import StaleAttempt
+from transcribe.errors import ConfigError, StaleAttempt
 from transcribe.stages.intake import take_in
 from transcribe.stages.letter import letter_path, render_job
 from transcribe.stages.transcription import (
@@ -25,6 +27,7 @@ from transcribe.stages.transcription import (
     transcript_path,
 )
 from transcribe.store import Job, JobState, JobStore, Transaction, new_job_id, open_store
+from transcribe.workspace import init_workspace
 
 TAKE = (JobState.RECEIVED, JobState.TRANSCRIBING)
 
@@ -145,3 +148,66 @@ def test_a_zombie_letter_run_renders_nothing(config: Config, store: JobStore) ->
         render_job(config, store, job_id, attempt=first.attempts)
     assert not letter_path(config, first).exists()
     assert store.get(job_id).state == JobState.APPROVED
+
+
+# -- platform mode: tasks deferred in the transaction of the change ------------------------
+
+
+@pytest.fixture
+def platform(tmp_path: Path, pg_server: PgServer) -> Iterator[Config]:
+    """A demo workspace on its own database of the session's server, queue on."""
+    database = pg_server.create_database()
+    home = tmp_path / "home"
+    init_workspace(home, demo=True)
+    set_config(home, stable_seconds=0.3, second_pass="false")
+    use_store(home, pg_server.url(database))
+    try:
+        yield set_config(home, enabled="true")
+    finally:
+        pg_server.drop_database(database)
+
+
+def tasks(store: JobStore) -> list[tuple[str, str, int, dict[str, object]]]:
+    rows = store.atomic(
+        lambda tx: tx.execute(
+            "SELECT task_name, queue_name, priority, args FROM procrastinate_jobs ORDER BY id"
+        ).fetchall()
+    )
+    return [tuple(row) for row in rows]
+
+
+def fail(_tx: Transaction, _job: Job) -> None:
+    raise RuntimeError("the transaction dies here")
+
+
+def test_a_task_commits_with_the_change_that_calls_for_it(platform: Config) -> None:
+    with open_store(platform) as store:
+        with pytest.raises(RuntimeError):
+            waiting_job(store, in_transaction=fail)
+        assert store.jobs() == [] and tasks(store) == []  # neither the job nor its task
+
+        job = waiting_job(store, priority="urgent")
+        assert tasks(store) == [
+            ("transcribe.transcribe", "transcribe", 10, {"job_id": job.id, "attempt": 0})
+        ]
+        review = waiting_job(store, state=JobState.REVIEW)
+        with pytest.raises(RuntimeError):
+            store.transition(review.id, JobState.APPROVED, in_transaction=fail)
+        assert store.get(review.id).state == JobState.REVIEW and len(tasks(store)) == 1
+        store.transition(review.id, JobState.APPROVED)
+        assert tasks(store)[-1] == (
+            "transcribe.letter",
+            "letters",
+            0,
+            {"job_id": review.id, "attempt": 0},
+        )
+
+        in_intake = waiting_job(store, inbox_path="inbox/c/d.wav")
+        assert len(tasks(store)) == 2  # not workable before its audio is in place
+        store.update(in_intake.id, inbox_path=None)
+        assert tasks(store)[-1][3] == {"job_id": in_intake.id, "attempt": 0}
+
+
+def test_queue_settings_are_checked_when_loading(home: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a PostgreSQL job store"):
+        set_config(home, enabled="true")
