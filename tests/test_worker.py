@@ -1,15 +1,19 @@
-"""Platform mode: fenced runs, and tasks deferred with the state change that calls
-for them, on a real PostgreSQL server."""
+"""Platform mode: fenced runs, tasks deferred with the state change, and `transcribe
+worker` processes on a real PostgreSQL server with the real model."""
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT, set_config, use_store
+from tests.conftest import CLIENT, PROJECT, set_config, use_store
 from tests.pgserver import PgServer
 from tests.test_letter import approved_job
 from transcribe.asr.pipeline import transcribe_audio
@@ -208,6 +212,170 @@ def test_a_task_commits_with_the_change_that_calls_for_it(platform: Config) -> N
         assert tasks(store)[-1][3] == {"job_id": in_intake.id, "attempt": 0}
 
 
+def test_a_worker_refuses_the_embedded_store_in_one_line(home: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(PROJECT / "cli.py"), "--home", str(home), "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == ConfigError.exit_code
+    assert done.stderr.count("\n") == 1 and "embedded SQLite store" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 def test_queue_settings_are_checked_when_loading(home: Path) -> None:
     with pytest.raises(ConfigError, match="needs a PostgreSQL job store"):
         set_config(home, enabled="true")
+
+
+# -- workers as processes: watch takes in, workers transcribe and write letters ----------
+
+
+FIELDS = {
+    "patient": "Gwen Example (fictive)",
+    "recipient": "Dr Patel",
+    "recipient_address": "1 Invented Road",
+    "dob": "1950",
+    "hospital_number": "H123",
+    "clinic_date": "today",
+    "salutation": "Dr Patel",
+}
+
+
+class Workers:
+    """``transcribe worker`` processes of one workspace, stopped at the end of a test."""
+
+    def __init__(self, home: Path, logs: Path) -> None:
+        self.cli = [sys.executable, str(PROJECT / "cli.py"), "--home", str(home)]
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *queues: str) -> subprocess.Popen[bytes]:
+        log = self.logs / f"worker{len(self.started)}.log"
+        args = [a for queue in queues for a in ("--queue", queue)]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [*self.cli, "-v", "worker", *args], stdout=sink, stderr=subprocess.STDOUT
+            )
+        self.started.append(process)
+        return process
+
+    def output(self, index: int) -> str:
+        return (self.logs / f"worker{index}.log").read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> list[int | None]:
+        """SIGTERM: a worker finishes its tasks, unregisters, and exits 0."""
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = []
+        for process in self.started:
+            try:
+                codes.append(process.wait(timeout=60))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait())
+        return codes
+
+
+@pytest.fixture
+def workers(platform: Config, tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(platform.paths.home, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_for(config: Config, job_id: str, *states: JobState, timeout: float = 180.0) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        with open_store(config) as store:
+            job = store.get(job_id)
+        if job.state in states or time.monotonic() > deadline:
+            assert job.state in states, f"{job_id} still {job.state} ({job.reason})"
+            return job
+        time.sleep(0.05)
+
+
+def cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(PROJECT / "cli.py"), "--home", str(config.paths.home)]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.slow
+def test_watch_takes_in_and_workers_transcribe_and_write_the_letter(
+    platform: Config, workers: Workers, clips: list[Path]
+) -> None:
+    shutil.copyfile(clips[0], platform.paths.inbox / CLIENT / "d0.wav")
+    assert "1 file(s) taken in, 0 job(s)" in cli(platform, "watch", "--once").stdout
+    with open_store(platform) as store:
+        [job] = store.jobs()
+        assert job.state == JobState.RECEIVED and [t[0] for t in tasks(store)] == [
+            "transcribe.transcribe"
+        ]
+    workers.start("transcribe")
+    workers.start("letters")
+    reviewed = wait_for(platform, job.id, JobState.REVIEW)
+    assert reviewed.attempts == 1 and draft_path(platform, reviewed).is_file()
+
+    fields = [a for key, value in FIELDS.items() for a in ("--field", f"{key}={value}")]
+    approved = cli(platform, "approve", job.id, *fields).stdout
+    assert "queued for the letters workers" in approved
+    archived = wait_for(platform, job.id, JobState.ARCHIVED)
+    assert archived.attempts == 2  # one run of each stage
+    assert workers.stop() == [0, 0]
+    assert f"{job.id}  {CLIENT:<18} review" in workers.output(0)
+    assert f"{job.id}  {CLIENT:<18} archived" in workers.output(1)
+    assert "d0.wav" not in workers.output(0) + workers.output(1)  # ids, never file names
+    cli(platform, "audit", "verify")
+    with open_store(platform) as store:
+        statuses = store.atomic(
+            lambda tx: tx.execute(
+                "SELECT status, task_name, args::text FROM procrastinate_jobs WHERE task_name"
+                " <> 'transcribe.retry_stalled'"
+            ).fetchall()
+        )
+    assert sorted(s for (s, *_) in statuses) == ["succeeded", "succeeded"], statuses
+
+
+def long_dictation(clips: list[Path], target: Path) -> Path:
+    """Several clips end to end: long enough to kill a worker in the middle of it."""
+    subprocess.run(["sox", *map(str, clips[:2]), str(target)], check=True)
+    return target
+
+
+@pytest.mark.slow
+def test_a_killed_workers_job_is_taken_over_and_transcribed_once(
+    platform: Config, workers: Workers, clips: list[Path]
+) -> None:
+    config = set_config(platform.paths.home, heartbeat_s=0.5, stalled_after_s=2, check_stalled_s=1)
+    long_dictation(clips, config.paths.inbox / CLIENT / "long.wav")
+    cli(config, "watch", "--once")
+    with open_store(config) as store:
+        [job] = store.jobs()
+    first = workers.start("transcribe")
+    wait_for(config, job.id, JobState.TRANSCRIBING, timeout=120)
+    first.kill()  # SIGKILL, mid-transcription: no goodbye, its task stays `doing`
+    first.wait()
+    with open_store(config) as store:
+        assert store.get(job.id).state == JobState.TRANSCRIBING
+    workers.start("transcribe")
+    done = wait_for(config, job.id, JobState.REVIEW, timeout=180)
+    assert done.attempts == 2 and transcript_path(config, done).is_file()
+    with open_store(config) as store:
+        events = store.events(job.id)
+        [retried] = store.atomic(
+            lambda tx: tx.execute(
+                "SELECT status, attempts FROM procrastinate_jobs WHERE task_name = ?",
+                ("transcribe.transcribe",),
+            ).fetchall()
+        )
+    assert [e["to_state"] for e in events].count("review") == 1  # transcribed once
+    assert any("taken over" in (e["detail"] or "") for e in events)
+    assert tuple(retried) == ("succeeded", 2)  # run, retried as stalled, run again
+    assert "retried: its worker was silent" in workers.output(1)
+    cli(config, "audit", "verify")
