@@ -106,6 +106,14 @@ class ConsoleReporter:
         out.print(message, markup=False, highlight=False)
 
 
+class WorkerReporter(ConsoleReporter):
+    """A worker's lines are its log, often collected centrally: job ids and states,
+    never a source file name (senders name files after patients)."""
+
+    def job(self, job: Job, message: str) -> None:
+        out.print(f"{job.id}  {job.client:<18} {message}", markup=False, highlight=False)
+
+
 @app.command()
 def init(
     demo: Annotated[
@@ -156,6 +164,38 @@ def watch(
             f"{len(summary.transcribed)} job(s) transcribed",
             markup=False,
             highlight=False,
+        )
+
+
+@app.command()
+def worker(
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            help="Take tasks from this queue: transcribe, transcribe-gpu or letters;"
+            " repeat as needed [default: all three].",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Tasks run at once (one transcription at a time).")
+    ] = 1,
+) -> None:
+    """Platform mode: run stages from the shared queue on this machine."""
+    from transcribe.asr.engine import WhisperEngine
+    from transcribe.runners.worker import WorkerOptions, run_worker
+
+    with errors_to_exit():
+        config = _config()
+        options = WorkerOptions(concurrency=concurrency)
+        if queue:
+            options = WorkerOptions(queues=tuple(queue), concurrency=concurrency)
+        run_worker(
+            config,
+            options,
+            lambda: WhisperEngine(config.transcription, base_dir=config.paths.home),
+            WorkerReporter(),
         )
 
 
@@ -390,11 +430,8 @@ def retry(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
         config = _config()
         with open_store(config, actor=operator_id()) as store:
             job = retry_job(config, store, job_id)
-    out.print(
-        f"{job.id}  {job.state}  (the next watch or batch picks it up)",
-        markup=False,
-        highlight=False,
-    )
+    who = "queued for the workers" if config.platform else "the next watch or batch picks it up"
+    out.print(f"{job.id}  {job.state}  ({who})", markup=False, highlight=False)
 
 
 @app.command("format")
@@ -553,6 +590,9 @@ def approve(
             reviewer=who,
             accept_unreliable=accept_unreliable,
         )
+        if config.platform:  # the approval queued the letter: a letters worker makes it
+            out.print(f"{job.id}  {job.state}  (queued for the letters workers)", markup=False)
+            return
         with open_store(config, actor=who) as store:
             job = finish_approved(config, store, job.id)
         if job.state == "failed":

@@ -142,6 +142,31 @@ class StoreConfig:
     path: Path | None = None  # the SQLite file, when not the workspace's jobs.db
 
 
+#: The work queues of platform mode (Procrastinate queues in the PostgreSQL store).
+TRANSCRIBE_QUEUES = ("transcribe", "transcribe-gpu")
+LETTERS_QUEUE = "letters"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Platform mode: ``enabled`` with a PostgreSQL store, ``watch`` only takes files in
+    and each stage runs as a task of the Procrastinate queue, on whichever machine runs
+    ``transcribe worker``. Off (the default), every stage runs where it always did.
+
+    ``transcribe`` is the queue dictations go to (``transcribe-gpu`` where GPU workers
+    take them). A worker tells the queue it is alive every ``heartbeat_s``; one silent
+    for ``stalled_after_s`` is taken for dead and its tasks are run again elsewhere, as
+    the check every ``check_stalled_s`` finds them. Keep ``stalled_after_s`` several
+    heartbeats long: a live worker taken for dead costs a second run of its job.
+    """
+
+    enabled: bool = False
+    transcribe: str = "transcribe"
+    heartbeat_s: float = 10.0
+    stalled_after_s: float = 60.0
+    check_stalled_s: float = 60.0
+
+
 @dataclass(frozen=True)
 class Config:
     paths: Paths
@@ -151,9 +176,16 @@ class Config:
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     files: FilesConfig = field(default_factory=FilesConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
 
     def client(self, client_id: str) -> ClientConfig | None:
         return self.clients.get(client_id)
+
+    @property
+    def platform(self) -> bool:
+        """Stages run from the shared work queue (``transcribe worker``), not in
+        ``watch``; only ever true on a PostgreSQL store (checked when loading)."""
+        return self.queue.enabled and self.store.backend == "postgresql"
 
 
 def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -366,6 +398,34 @@ def _has_password(url: str) -> bool:
     return in_netloc or any(key.lower() == "password" for key in query)
 
 
+def _queue(raw: dict[str, Any], store: StoreConfig) -> QueueConfig:
+    """``[queue]``: the work queue lives in the job store's database, so platform mode
+    needs a PostgreSQL store; asked for on SQLite it is refused here, at start-up."""
+    defaults = QueueConfig()
+    _check_keys("queue", raw, set(defaults.__dataclass_fields__))
+    enabled = raw.get("enabled", defaults.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError("[queue] enabled must be true or false")
+    if enabled and store.backend != "postgresql":
+        raise ConfigError(
+            "[queue] enabled needs a PostgreSQL job store: the work queue lives in its"
+            " database (set [store] url, then run `transcribe db migrate`)"
+        )
+    timings = {
+        key: _number("queue", key, raw.get(key, getattr(defaults, key)), minimum=0.1)
+        for key in ("heartbeat_s", "stalled_after_s", "check_stalled_s")
+    }
+    if timings["stalled_after_s"] <= timings["heartbeat_s"]:
+        raise ConfigError("[queue] stalled_after_s must be longer than heartbeat_s")
+    return QueueConfig(
+        enabled=enabled,
+        transcribe=_choice(
+            "queue", "transcribe", raw.get("transcribe", "transcribe"), TRANSCRIBE_QUEUES
+        ),
+        **timings,
+    )
+
+
 def _client(client_id: str, raw: Any) -> ClientConfig:
     section = f"clients.{client_id}"
     if not CLIENT_ID.match(client_id):
@@ -393,9 +453,20 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
     _check_keys(
         "top level",
         raw,
-        {"paths", "transcription", "limits", "signing", "clients", "retention", "files", "store"},
+        {
+            "paths",
+            "transcription",
+            "limits",
+            "signing",
+            "clients",
+            "retention",
+            "files",
+            "store",
+            "queue",
+        },
     )
     clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
+    store = _store(home, _table(raw, "store"))
     return Config(
         paths=_paths(home, _table(raw, "paths")),
         transcription=_transcription(_table(raw, "transcription")),
@@ -403,7 +474,8 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
         signing=_signing(_table(raw, "signing")),
         clients=clients,
         files=_files(_table(raw, "files")),
-        store=_store(home, _table(raw, "store")),
+        store=store,
+        queue=_queue(_table(raw, "queue"), store),
     )
 
 

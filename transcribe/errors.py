@@ -47,6 +47,12 @@ class StateError(TranscribeError):
     exit_code = 5
 
 
+class StaleAttempt(StateError):
+    """A run's result came after the job was handed to a newer run (its worker was
+    taken for dead, the queue ran the job again): the job's attempt count moved on, so
+    this result is dropped and nothing of it is written (fencing)."""
+
+
 class InputRejected(TranscribeError):
     """A dropped file cannot be accepted; the job is quarantined with this reason."""
 

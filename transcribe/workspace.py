@@ -73,6 +73,16 @@ visible_stamp = false
 # `transcribe db migrate`. Never a password here: libpq reads PGPASSWORD, PGPASSFILE
 # (~/.pgpass, owner-only) or PGSERVICE.
 url = ""
+
+[queue]
+# Platform mode (needs the PostgreSQL store above): `watch` only takes files in, and
+# `transcribe worker` processes on any machine run transcription and letters from the
+# queue in that database. Off: this machine's watch and batch do everything.
+enabled = false
+transcribe = "transcribe"  # where dictations are queued: transcribe (CPU) | transcribe-gpu
+heartbeat_s = 10           # a worker says it is alive this often
+stalled_after_s = 60       # silent this long, it is taken for dead: its job runs elsewhere
+check_stalled_s = 60       # how often workers look for the jobs of dead ones
 """
 
 DEMO_CLIENTS = """

@@ -33,7 +33,7 @@ from ..errors import ConfigError, ExternalToolError, StateError, WorkspaceError
 from ..fsutil import fsync_dir, remove_files, write_failure
 from ..keys import ArchiveKeys, Identity, Recipient
 from ..stages.transcription import job_dir
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, check_attempt
 from .crypto import ArchiveError, Sealed, private_dirs, seal
 from .index import index_entry, job_terms, names_in
 from .lock import archive_lock
@@ -115,14 +115,17 @@ def sources(config: Config, job: Job) -> list[Source]:
     return found
 
 
-def archive_job(config: Config, store: JobStore, job_id: str) -> Job:
-    """rendered -> archived (idempotent); see the module docstring for the order."""
+def archive_job(config: Config, store: JobStore, job_id: str, *, attempt: int | None = None) -> Job:
+    """rendered -> archived (idempotent); see the module docstring for the order.
+    ``attempt`` fences a queued run: its index and its commit hold only while the job
+    is still at that attempt, and a run already stale seals nothing."""
     with archive_lock(config):
-        return _archive_job(config, store, job_id)
+        return _archive_job(config, store, job_id, attempt)
 
 
-def _archive_job(config: Config, store: JobStore, job_id: str) -> Job:
+def _archive_job(config: Config, store: JobStore, job_id: str, attempt: int | None) -> Job:
     job = store.get(job_id)
+    check_attempt(job, attempt)
     if job.state == JobState.ARCHIVED:
         remove_plaintext(config, store, job)
         return job
@@ -138,10 +141,14 @@ def _archive_job(config: Config, store: JobStore, job_id: str) -> Job:
     terms = job_terms(secret, names_in(job_dir(config, job)))
     now = time.time()
     entries = [index_entry(job.id, s.kind, s.relpath, result, now) for s, result in sealed]
-    store.index_archive(job.id, entries, terms, expect=JobState.RENDERED)
+    store.index_archive(job.id, entries, terms, expect=JobState.RENDERED, expect_attempts=attempt)
     store.record("archive-write", job.id, "encrypted: " + ",".join(s.kind for s, _ in sealed))
     job = store.transition(
-        job.id, JobState.ARCHIVED, expect=JobState.RENDERED, source_name=neutral_name(job)
+        job.id,
+        JobState.ARCHIVED,
+        expect=JobState.RENDERED,
+        expect_attempts=attempt,
+        source_name=neutral_name(job),
     )
     remove_plaintext(config, store, job)
     store.checkpoint()  # the WAL must not keep the old row (its file name) either
@@ -168,13 +175,15 @@ def _seal_all(
     return sealed
 
 
-def archive_or_fail(config: Config, store: JobStore, job_id: str) -> Job:
+def archive_or_fail(
+    config: Config, store: JobStore, job_id: str, *, attempt: int | None = None
+) -> Job:
     """The pipeline's archive step: a fault that needs the operator (disk full, a
     wrong, unreadable or missing key) fails the job with its reason, retryable; the
     signed letter and the audio stay in the work folder. A busy archive (another
     writer) is not a fault: it is raised, and the job stays ``rendered`` for later."""
     try:
-        return archive_job(config, store, job_id)
+        return archive_job(config, store, job_id, attempt=attempt)
     except (*ARCHIVE_FAULTS, OSError) as exc:
         if store.get(job_id).state != JobState.RENDERED:
             raise
@@ -184,7 +193,13 @@ def archive_or_fail(config: Config, store: JobStore, job_id: str) -> Job:
             exc.hint = f"free space or fix access there, then `transcribe retry {job_id}`"
         log.warning("archiving job %s failed: %s", job_id, exc)
         reason = "archiving: " + " ".join(str(exc).split())[:400]
-        return store.transition(job_id, JobState.FAILED, expect=JobState.RENDERED, reason=reason)
+        return store.transition(
+            job_id,
+            JobState.FAILED,
+            expect=JobState.RENDERED,
+            expect_attempts=attempt,
+            reason=reason,
+        )
 
 
 def neutral_name(job: Job) -> str:

@@ -4,6 +4,12 @@ The watcher only detects and enqueues (paperless-ngx style): file events from
 watchdog, a scan at start-up and a periodic rescan (events can be missed on network
 shares or while the process was down) all feed the same :class:`StabilityTracker`.
 One bad file is quarantined and the loop goes on.
+
+Embedded (the default), the watcher also transcribes what it took in and finishes
+approved letters. In platform mode it only takes files in: each intake's commit
+queues the transcription (:mod:`transcribe.queue`), which ``transcribe worker``
+processes run, and they also recover each other's stalled work, so the watcher
+neither loads a model nor releases claims.
 """
 
 from __future__ import annotations
@@ -80,12 +86,15 @@ def finish_letters(
 
 
 def recover(config: Config, store: JobStore, reporter: Reporter) -> None:
-    """Start-up sweep: free dead claims, finish half-done intakes, drop stale temp files."""
+    """Start-up sweep: free dead claims, finish half-done intakes, drop stale temp files.
+    In platform mode claims and letters belong to the workers: intake only."""
     timeout = config.limits.claim_timeout_s
-    released = store.release_stale_claims(timeout)
+    released = [] if config.platform else store.release_stale_claims(timeout)
     finished = finish_pending_intake(config, store, timeout_s=timeout)
     removed = sweep_temp_files(config)
-    archived = finish_letters(config, store, reporter, sweep_archived=True)
+    archived = (
+        0 if config.platform else finish_letters(config, store, reporter, sweep_archived=True)
+    )
     if released or finished or removed or archived:
         reporter.note(
             f"recovered: {len(released)} interrupted job(s) requeued, "
@@ -205,13 +214,16 @@ def watch(
     stop: Callable[[], bool] | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> WatchSummary:
-    """Run intake and transcription; ``once`` handles what is there now and returns."""
+    """Run intake and transcription; ``once`` handles what is there now and returns
+    (in platform mode once it is taken in and queued)."""
     reporter = reporter or NullReporter()
     summary = WatchSummary()
     with open_store(config, actor="watcher") as store, sigterm_as_interrupt():
         recover(config, store, reporter)
         intake = Intake(config, store, reporter)
         intake.add_all()
+        if config.platform:
+            return _take_in_only(config, intake, once, stop, poll_seconds, summary)
         engine = engine_factory()  # validates model and device now; loads on first job
         if once:
             summary.taken += drain_intake(intake, poll_seconds)
@@ -231,6 +243,31 @@ def watch(
                 )
                 finish_letters(config, store, reporter)
                 time.sleep(poll_seconds)
+    return summary
+
+
+def _take_in_only(
+    config: Config,
+    intake: Intake,
+    once: bool,
+    stop: Callable[[], bool] | None,
+    poll_seconds: float,
+    summary: WatchSummary,
+) -> WatchSummary:
+    """Platform mode's watcher: files in, tasks queued by the intake commits."""
+    if once:
+        summary.taken += drain_intake(intake, poll_seconds)
+        return summary
+    with InboxEvents(config.paths.inbox) as events:
+        last_scan = time.monotonic()
+        while not (stop and stop()):
+            intake.add(events.drain())
+            if time.monotonic() - last_scan >= config.limits.scan_interval_s:
+                recover(config, intake.store, intake.reporter)
+                intake.add_all()
+                last_scan = time.monotonic()
+            summary.taken += intake.step()
+            time.sleep(poll_seconds)
     return summary
 
 

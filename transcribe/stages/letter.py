@@ -38,7 +38,7 @@ from ..errors import (
     StoreError,
     WorkspaceError,
 )
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, check_attempt
 from .transcription import job_dir
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,16 @@ def render_job(
     *,
     converter: Converter | None = None,
     prompt: Any = None,
+    attempt: int | None = None,
 ) -> Job:
-    """approved -> rendered. Idempotent: a verified letter left by a crash is reused."""
+    """approved -> rendered. Idempotent: a verified letter left by a crash is reused.
+
+    ``attempt``: the fencing token of a queued run (platform mode); its commits hold
+    only while the job is still at that attempt, and a run found stale before it
+    starts renders nothing (:class:`~transcribe.errors.StaleAttempt`).
+    """
     job = store.get(job_id)
+    check_attempt(job, attempt)
     if job.state == JobState.RENDERED:
         return job
     if job.state != JobState.APPROVED:
@@ -141,8 +148,15 @@ def render_job(
         if isinstance(exc, WorkspaceError):  # the disk: say how to resume this job
             exc.hint = f"free space or fix access there, then `transcribe retry {job_id}`"
         log.warning("rendering job %s failed: %s", job_id, exc)
-        return store.transition(job_id, JobState.FAILED, reason=f"rendering: {one_line(exc)}")
-    return store.transition(job_id, JobState.RENDERED, expect=JobState.APPROVED)
+        return store.transition(
+            job_id,
+            JobState.FAILED,
+            reason=f"rendering: {one_line(exc)}",
+            expect_attempts=attempt,
+        )
+    return store.transition(
+        job_id, JobState.RENDERED, expect=JobState.APPROVED, expect_attempts=attempt
+    )
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
@@ -151,14 +165,20 @@ def one_line(exc: BaseException, limit: int = 400) -> str:
 
 
 def finish_approved(
-    config: Config, store: JobStore, job_id: str, *, converter: Converter | None = None
+    config: Config,
+    store: JobStore,
+    job_id: str,
+    *,
+    converter: Converter | None = None,
+    attempt: int | None = None,
 ) -> Job:
     """approved -> rendered -> archived: the letter stage, then the archive stage.
 
     One letter at a time per workspace: ``approve`` and a running watcher both pick a
     freshly approved job up, and two renders of one job would race in its work folder
     (one archiving and removing it under the other's LibreOffice). Whoever comes
-    second re-reads the state under the lock and finds the letter done.
+    second re-reads the state under the lock and finds the letter done. ``attempt``
+    fences a queued run's commits (see :func:`render_job`).
     """
     from ..archive import archive_or_fail
 
@@ -166,9 +186,9 @@ def finish_approved(
         job = store.get(job_id)
         if job.state == JobState.ARCHIVED:
             return job
-        job = render_job(config, store, job_id, converter=converter)
+        job = render_job(config, store, job_id, converter=converter, attempt=attempt)
         if job.state == JobState.RENDERED:
-            job = archive_or_fail(config, store, job_id)
+            job = archive_or_fail(config, store, job_id, attempt=attempt)
     return job
 
 

@@ -4,6 +4,11 @@ A stage reads the job's committed state and files, writes its result as a file i
 the job's work folder (atomically), and only then commits the next state. A crash
 anywhere leaves the job in its last committed state, and running the stage again
 redoes only the unfinished work. A stage never leaves a half-written result behind.
+
+Every commit of a run is fenced by the attempt count its claim returned (the claimed
+:class:`Job`'s ``attempts``): when the job was handed to a newer run meanwhile (a
+worker taken for dead, its task run again elsewhere), the late run's result is
+dropped, files included, since they are written inside the fenced transaction.
 """
 
 from __future__ import annotations
@@ -14,15 +19,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..asr.engine import WhisperEngine
 from ..asr.pipeline import Dictation, Transcribed, transcribe_audio
 from ..config import ClientConfig, Config
 from ..draft import DRAFT_NAME, new_draft, save_draft
-from ..errors import AudioError, ModelError, StateError
+from ..errors import AudioError, ModelError, StaleAttempt, StateError
 from ..fsutil import atomic_write_json, fsync_dir, remove_files, write_failure
 from ..progress import NullReporter, Reporter
-from ..store import Job, JobState, JobStore
+from ..store import Job, JobState, JobStore, Transaction
 from .intake import safe_name
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,8 @@ MAX_ATTEMPTS = 3
 GROUP_MAX_FILES = 8
 GROUP_MAX_AUDIO_S = 600.0
 TRANSCRIPT_NAME = "transcript.json"
+#: The reason ``transcribe retry`` gives, which the interruption count starts from.
+RETRY_REASON = "retry"
 
 
 def job_dir(config: Config, job: Job) -> Path:
@@ -97,7 +105,7 @@ def transcribe_group(
         results = transcribe_audio(config, engine, items)
     except ModelError:
         for job in jobs:
-            store.transition(job.id, JobState.RECEIVED, reason="model unavailable")
+            commit(store, job, JobState.RECEIVED, reason="model unavailable")
         raise
     except (OSError, RuntimeError, MemoryError) as exc:
         return refused + [fail_job(store, job, exc) for job in jobs]
@@ -109,28 +117,57 @@ def transcribe_group(
     ]
 
 
+def commit(store: JobStore, job: Job, to_state: JobState, **values: Any) -> Job:
+    """A run's transition, fenced by the attempt its claim returned: a run whose job
+    was handed to a newer one writes nothing, and gets the job as it now is."""
+    try:
+        return store.transition(job.id, to_state, expect_attempts=job.attempts, **values)
+    except StaleAttempt as exc:
+        log.warning("%s", exc)
+        return store.get(job.id)
+
+
 def _refuse(config: Config, store: JobStore, job: Job) -> Job | None:
     """Jobs that must not be attempted again: crashed too often, or client removed."""
-    if job.attempts > MAX_ATTEMPTS:
-        reason = f"transcription was interrupted {job.attempts - 1} times; retry by hand"
-        return store.transition(job.id, JobState.FAILED, reason=reason)
+    interrupted = interruptions(store, job)
+    if interrupted >= MAX_ATTEMPTS:
+        reason = f"transcription was interrupted {interrupted} times; retry by hand"
+        return commit(store, job, JobState.FAILED, reason=reason)
     if config.client(job.client) is None:
         reason = f"client {job.client!r} is no longer in the config"
-        return store.transition(job.id, JobState.FAILED, reason=reason)
+        return commit(store, job, JobState.FAILED, reason=reason)
     return None
+
+
+def interruptions(store: JobStore, job: Job) -> int:
+    """Runs of this job that started and never finished, since it was last retried by
+    hand. The attempt count itself never goes back (it fences late runs), so past the
+    cheap case the audit trail tells how many claims came after the last retry."""
+    if job.attempts <= MAX_ATTEMPTS:
+        return max(job.attempts - 1, 0)
+    claims = 0
+    for event in store.iter_events(job.id):
+        if event["action"] == "state" and event["detail"] == RETRY_REASON:
+            claims = 0
+        elif event["to_state"] == JobState.TRANSCRIBING or (
+            event["action"] == "attempt" and event["from_state"] == JobState.TRANSCRIBING
+        ):
+            claims += 1
+    return max(claims - 1, 0)
 
 
 def fail_job(store: JobStore, job: Job, exc: BaseException) -> Job:
     """A resource fault (not bad input): ``failed`` with a one-line reason, retryable."""
     reason = f"transcription failed: {' '.join(str(exc).split())[:400]}"
-    return store.transition(
-        job.id, JobState.FAILED, reason=reason, claimed_by=None, claimed_at=None
-    )
+    return commit(store, job, JobState.FAILED, reason=reason, claimed_by=None, claimed_at=None)
 
 
 def save_results(config: Config, store: JobStore, job: Job, result: Transcribed) -> Job:
     """Write transcript.json and draft.json, then (only then) commit ``review``.
 
+    The files are written inside the transaction that commits ``review``, after its
+    fence (the row is locked, the attempt checked): a late run of a job someone else
+    has since transcribed, whose draft a secretary may be editing, overwrites nothing.
     The warnings go to the draft (the review loop shows them) and to the job store
     (``status`` shows them without opening any file).
     """
@@ -139,7 +176,8 @@ def save_results(config: Config, store: JobStore, job: Job, result: Transcribed)
     transcript.update(job_id=job.id, client=job.client)
     transcript["audio"].update(file=audio.name, sha256=job.content_hash)
     paths = (transcript_path(config, job), draft_path(config, job))
-    try:
+
+    def write(_tx: Transaction, _job: Job) -> None:
         atomic_write_json(paths[0], transcript)
         first = new_draft(
             job.id,
@@ -151,32 +189,42 @@ def save_results(config: Config, store: JobStore, job: Job, result: Transcribed)
             warnings=result.warnings,
         )
         save_draft(paths[1], first)
+
+    try:
+        return commit(
+            store,
+            job,
+            JobState.REVIEW,
+            expect=JobState.TRANSCRIBING,
+            in_transaction=write,
+            language=transcript["language"],
+            warnings=result.warnings,
+            claimed_by=None,
+            claimed_at=None,
+        )
     except OSError as exc:  # disk full, quota, read-only: a resource fault, retryable
         remove_files(*paths)  # a transcript without its draft is no result
         failure = write_failure(exc, "the transcript", paths[0].parent, retry=job.id)
         return fail_job(store, job, failure)
-    return store.transition(
-        job.id,
-        JobState.REVIEW,
-        expect=JobState.TRANSCRIBING,
-        language=transcript["language"],
-        warnings=result.warnings,
-        claimed_by=None,
-        claimed_at=None,
-    )
 
 
 def quarantine_job(config: Config, store: JobStore, job: Job, reason: str) -> Job:
-    """Audio that looked fine at intake but cannot be decoded: out of the queue, kept."""
+    """Audio that looked fine at intake but cannot be decoded: out of the queue, kept.
+    The audio moves inside the fenced transaction: a late run moves nothing."""
     source = config.paths.home / (job.audio_path or "")
     target = config.paths.quarantine / job.id / safe_name(job.source_name)
-    target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    if source.exists():
-        os.replace(source, target)
-        fsync_dir(target.parent)
-    return store.transition(
-        job.id,
+
+    def move(_tx: Transaction, _job: Job) -> None:
+        target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        if source.exists():
+            os.replace(source, target)
+            fsync_dir(target.parent)
+
+    return commit(
+        store,
+        job,
         JobState.QUARANTINED,
+        in_transaction=move,
         reason=reason,
         audio_path=os.path.relpath(target, config.paths.home),
         claimed_by=None,
@@ -241,7 +289,7 @@ def transcribe_claimed(
         finished = transcribe_group(config, store, engine, claimed)
     except BaseException:
         for job in claimed:
-            release_claim(store, job.id)
+            release_claim(store, job.id, attempt=job.attempts)
         raise
     for job in finished:
         reporter.job(job, str(job.state))
@@ -255,16 +303,26 @@ def retry_job(config: Config, store: JobStore, job_id: str) -> Job:
         raise StateError(f"job {job_id} is {job.state}, only failed jobs are retried")
     approved = (job_dir(config, job) / "approved.json").is_file()
     target = JobState.APPROVED if approved else JobState.RECEIVED
-    return store.transition(job_id, target, reason="retry", attempts=0)
+    # The attempt count stays: it fences runs still out there. The interruption budget
+    # starts again from this audited retry (see interruptions()).
+    return store.transition(job_id, target, reason=RETRY_REASON)
 
 
-def release_claim(store: JobStore, job_id: str) -> None:
-    """Put an interrupted job back in the queue (it will be transcribed again, once)."""
+def release_claim(store: JobStore, job_id: str, *, attempt: int | None = None) -> None:
+    """Put an interrupted job back in the queue (it will be transcribed again, once);
+    with ``attempt``, only while that run still has the job."""
     try:
         job = store.get(job_id)
         if job.state == JobState.TRANSCRIBING:
             store.transition(
-                job_id, JobState.RECEIVED, reason="interrupted", claimed_by=None, claimed_at=None
+                job_id,
+                JobState.RECEIVED,
+                reason="interrupted",
+                expect_attempts=attempt,
+                claimed_by=None,
+                claimed_at=None,
             )
+    except StaleAttempt:
+        log.info("job %s: a newer run has it; not released", job_id)
     except Exception:
         log.exception("could not release claim on job %s", job_id)

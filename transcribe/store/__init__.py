@@ -19,6 +19,7 @@ from .model import (
     ArchiveEntry,
     Job,
     JobState,
+    check_attempt,
     claim_is_stale,
     new_job_id,
     worker_id,
@@ -33,6 +34,7 @@ __all__ = [
     "JobStore",
     "MigrationResult",
     "Transaction",
+    "check_attempt",
     "claim_is_stale",
     "migrate_store",
     "new_job_id",
@@ -46,12 +48,17 @@ def open_store(config: Config, *, actor: str = "system", migrate: bool = False) 
 
     SQLite brings its file to the newest schema when opened, as it always has; a
     PostgreSQL server is migrated only when asked (``migrate``, ``transcribe db
-    migrate``), since machines of several versions may share it.
+    migrate``), since machines of several versions may share it. In platform mode the
+    store defers each job's next stage in the transaction that calls for it
+    (:mod:`transcribe.queue`), whoever opened it.
     """
     if config.store.backend == "postgresql":
+        from ..queue import install
         from .postgres import PostgresStore
 
-        return PostgresStore(config.store.url, actor=actor, migrate=migrate)
+        store = PostgresStore(config.store.url, actor=actor, migrate=migrate)
+        install(store, config)
+        return store
     from .sqlite import SqliteStore
 
     return SqliteStore(config.store.path or config.paths.database, actor=actor)

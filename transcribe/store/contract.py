@@ -14,11 +14,18 @@ What every backend guarantees:
 - one claim per job, even with workers on several machines;
 - audit entries form one hash chain, in the order their sequence numbers say.
 
-A later change (a task queue in the same database) must commit a task with the state
+- results commit only with the attempt they were computed for (fencing): every run
+  of a stage counts an attempt (:meth:`JobStore.claim`, :meth:`JobStore.begin_attempt`)
+  and commits with ``expect_attempts``, so a run whose job was handed to a newer one
+  (its worker was taken for dead) gets :class:`~transcribe.errors.StaleAttempt` and
+  writes nothing.
+
+A task queue in the same database (platform mode) commits a task with the state
 change that calls for it: :meth:`JobStore.transition` and :meth:`JobStore.insert_job`
 take an ``in_transaction`` callback, and :meth:`JobStore.on_change` registers one for
-every audited state change. Both run inside the open transaction, with the
-:class:`Transaction` (and so the backend's connection) in hand.
+every audited state change, and for the update that ends an intake (``inbox_path``
+cleared: the job becomes workable without changing state). Both run inside the open
+transaction, with the :class:`Transaction` (and so the backend's connection) in hand.
 """
 
 from __future__ import annotations
@@ -99,7 +106,8 @@ class JobStore(ABC):
 
     @abstractmethod
     def on_change(self, hook: ChangeHook) -> None:
-        """Call ``hook`` inside the transaction of every audited state change."""
+        """Call ``hook`` inside the transaction of every audited state change, and of
+        the :meth:`update` that ends an intake (clears ``inbox_path``)."""
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -122,7 +130,8 @@ class JobStore(ABC):
 
     @abstractmethod
     def update(self, job_id: str, **values: Any) -> None:
-        """Change bookkeeping columns (not the state) of one job."""
+        """Change bookkeeping columns (not the state) of one job. Clearing
+        ``inbox_path`` ends its intake: the change hooks run, as for a state change."""
 
     @abstractmethod
     def transition(
@@ -133,9 +142,16 @@ class JobStore(ABC):
         expect: JobState | tuple[JobState, ...] | None = None,
         reason: str | None = None,
         in_transaction: ChangeHook | None = None,
+        expect_attempts: int | None = None,
         **values: Any,
     ) -> Job:
-        """Move a job to a new state, checked against ALLOWED, audited, atomically."""
+        """Move a job to a new state, checked against ALLOWED, audited, atomically.
+
+        With ``expect_attempts`` (the fencing token of the run that commits), only
+        while the job's attempt count is still that: else
+        :class:`~transcribe.errors.StaleAttempt`, checked first and under the row lock,
+        so ``in_transaction`` (which may write the run's result files) never runs for
+        a stale run."""
 
     @abstractmethod
     def claim_next(self, *, states: tuple[JobState, ...] = (JobState.RECEIVED,)) -> Job | None:
@@ -144,6 +160,26 @@ class JobStore(ABC):
     @abstractmethod
     def claim(self, job_id: str) -> Job | None:
         """Take one given job if it is still waiting (another worker may have taken it)."""
+
+    @abstractmethod
+    def begin_attempt(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        states: tuple[JobState, ...],
+        take_over: bool = False,
+        to_state: JobState | None = None,
+    ) -> Job | None:
+        """Start a run of a queued task, deferred when the job had ``attempt`` attempts.
+
+        The job must be in ``states``, its intake finished, and still at ``attempt``;
+        with ``take_over`` (the task runs again because its worker was taken for dead)
+        also at a later attempt, which the dead run counted. The count goes up by one,
+        and the new count is this run's fencing token (``expect_attempts``); the job
+        moves to ``to_state`` when given (a claim for transcription). None: the task
+        is obsolete (another run has the job, or it moved on), nothing was changed.
+        """
 
     @abstractmethod
     def release_stale_claims(self, timeout_s: float) -> list[str]:
@@ -192,9 +228,11 @@ class JobStore(ABC):
         terms: Iterable[tuple[str, str]],
         *,
         expect: JobState = JobState.RENDERED,
+        expect_attempts: int | None = None,
     ) -> None:
         """Replace a job's archive index rows and blind terms, in one transaction, only
-        while the job is still in ``expect`` (read under the write lock)."""
+        while the job is still in ``expect`` (and, when given, at ``expect_attempts``),
+        read under the write lock."""
 
     @abstractmethod
     def archive_entries(

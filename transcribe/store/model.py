@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from ..errors import StaleAttempt
 from ..fsutil import process_alive
 
 
@@ -200,3 +201,13 @@ def claim_is_stale(claimed_by: str | None, claimed_at: float | None, timeout_s: 
     if int(pid) == os.getpid():
         return False
     return not process_alive(int(pid))  # a zombie counts as gone: it will never finish
+
+
+def check_attempt(job: Job, expected: int | None) -> None:
+    """The fence: a run commits only while its attempt is still the job's latest
+    (``expected`` None: a run outside the queue, not fenced)."""
+    if expected is not None and job.attempts != expected:
+        raise StaleAttempt(
+            f"job {job.id} is at attempt {job.attempts}, not {expected}: a newer run"
+            " has it, so this run's result is dropped"
+        )

@@ -15,6 +15,10 @@ Same tables and rules as the SQLite store (the operations are written once, in
   deadlock is retried a few times, then reported in one line.
 - Explicit migrations (``transcribe db migrate``), recorded in ``schema_migrations``:
   machines of several versions share the server, so none upgrades it by surprise.
+  Migration 2 is Procrastinate's own schema (the work queue of platform mode, in the
+  same database so that a task commits with the state change that calls for it); a
+  later Procrastinate upgrade becomes a migration that applies the files its release
+  ships in ``procrastinate/sql/migrations``, never a re-run of its whole schema.
 
 Credentials never come from the configuration: libpq reads ``PGPASSWORD``,
 ``PGPASSFILE`` or ``PGSERVICE``. Messages name the database, host and user, never a
@@ -26,7 +30,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -49,7 +53,22 @@ CONNECT_HINT = (
     " a password comes from PGPASSWORD, PGPASSFILE or PGSERVICE"
 )
 
-MIGRATIONS: tuple[str, ...] = (
+#: A migration is SQL statements separated by ``;``, or a function that applies what
+#: cannot be split that way (function bodies) and returns what to record besides us.
+Migration: TypeAlias = str | Callable[[Transaction], str]
+
+
+def procrastinate_schema(tx: Transaction) -> str:
+    """Procrastinate's tables and functions, as its release ships them (one script,
+    sent whole: its function bodies hold semicolons)."""
+    import procrastinate
+    from procrastinate.schema import SchemaManager
+
+    tx.connection.execute(SchemaManager.get_schema())
+    return f"procrastinate {procrastinate.__version__}"
+
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the schema of SQLite's migrations 1-4 at once: jobs (with review locks and
     # warnings), the chained audit log and its head, the archive index, the blind index
     f"""
@@ -120,6 +139,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX blind_index_term ON blind_index(kind, term)
     """,
+    # 2: the work queue of platform mode (Procrastinate's schema)
+    procrastinate_schema,
 )
 
 
@@ -226,12 +247,16 @@ class PostgresStore(SqlJobStore):
             )
             version = self.schema_version()
             self._refuse_newer(version)
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    tx.execute(statement)
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                program = f"transcribe {__version__}"
+                if callable(migration):
+                    program += f" ({migration(tx)})"
+                else:
+                    for statement in filter(str.strip, migration.split(";")):
+                        tx.execute(statement)
                 tx.execute(
                     "INSERT INTO schema_migrations (version, program) VALUES (?, ?)",
-                    (number, f"transcribe {__version__}"),
+                    (number, program),
                 )
             return version
 

@@ -27,6 +27,7 @@ from .model import (
     ArchiveEntry,
     Job,
     JobState,
+    check_attempt,
     claim_is_stale,
     job_values,
     worker_id,
@@ -144,9 +145,11 @@ class SqlJobStore(JobStore):
         values = job_values(values)
         values["updated_at"] = time.time()
 
-        def body(_tx: Transaction) -> None:
+        def body(tx: Transaction) -> None:
             if self._set_job(job_id, values) != 1:
                 raise JobNotFound(f"no job {job_id!r}")
+            if "inbox_path" in values and values["inbox_path"] is None:
+                self._changed(tx, job_id)  # intake over: the job is workable now
 
         self.atomic(body)
 
@@ -158,12 +161,14 @@ class SqlJobStore(JobStore):
         expect: JobState | tuple[JobState, ...] | None = None,
         reason: str | None = None,
         in_transaction: ChangeHook | None = None,
+        expect_attempts: int | None = None,
         **values: Any,
     ) -> Job:
         expected = (expect,) if isinstance(expect, JobState) else expect
 
         def body(tx: Transaction) -> None:
             job = self._get(job_id, lock=True)
+            check_attempt(job, expect_attempts)
             if expected and job.state not in expected:
                 raise StateError(f"job {job_id} is {job.state}, not {'/'.join(expected)}")
             if to_state not in ALLOWED[job.state]:
@@ -217,6 +222,43 @@ class SqlJobStore(JobStore):
                 "state", job_id, str(JobState.RECEIVED), str(JobState.TRANSCRIBING), "claimed"
             )
             self._changed(tx, job_id)
+            return True
+
+        return self.get(job_id) if self.atomic(body) else None
+
+    def begin_attempt(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        states: tuple[JobState, ...],
+        take_over: bool = False,
+        to_state: JobState | None = None,
+    ) -> Job | None:
+        def body(tx: Transaction) -> bool:
+            job = self._get(job_id, lock=True)
+            later = take_over and job.attempts > attempt
+            if job.inbox_path is not None or job.state not in states:
+                return False
+            if job.attempts != attempt and not later:
+                return False
+            target = to_state or job.state
+            if target != job.state and target not in ALLOWED[job.state]:
+                raise StateError(f"job {job_id} cannot go from {job.state} to {target}")
+            now = time.time()
+            changes: dict[str, Any] = {"attempts": job.attempts + 1, "updated_at": now}
+            if target == JobState.TRANSCRIBING:
+                changes.update(claimed_by=worker_id(), claimed_at=now)
+            changes["state"] = str(target)
+            self._set_job(job_id, changes)
+            detail = f"attempt {job.attempts + 1}" + (
+                ", taken over from a run taken for dead" if later else ""
+            )
+            if target != job.state:
+                self._event("state", job_id, str(job.state), str(target), "claimed, " + detail)
+                self._changed(tx, job_id)
+            else:  # no state change: the audit shows the attempt, the hooks see nothing
+                self._event("attempt", job_id, str(job.state), None, detail)
             return True
 
         return self.get(job_id) if self.atomic(body) else None
@@ -319,12 +361,15 @@ class SqlJobStore(JobStore):
         terms: Iterable[tuple[str, str]],
         *,
         expect: JobState = JobState.RENDERED,
+        expect_attempts: int | None = None,
     ) -> None:
         rows = [tuple(getattr(e, c) for c in ARCHIVE_COLUMNS) for e in entries]
         terms = sorted(terms)
 
         def body(tx: Transaction) -> None:
-            if self._get(job_id, lock=True).state != expect:  # re-read under the write lock
+            job = self._get(job_id, lock=True)  # re-read under the write lock
+            check_attempt(job, expect_attempts)
+            if job.state != expect:
                 raise StateError(f"job {job_id} changed state while being archived")
             tx.execute("DELETE FROM archive_items WHERE job_id = ?", (job_id,))
             marks = ", ".join("?" for _ in ARCHIVE_COLUMNS)
