@@ -17,7 +17,7 @@ system got worse and better than plain.
 
     .venv/bin/python bench/asr.py ../shared/data/asr-dev/synthetic-en bench/heldout \\
         ../shared/data/asr-dev/fleurs ../shared/data/asr-dev/commonvoice-fr \\
-        [--variants default,one-pass,unguarded] [--domain medical] [--one-by-one]
+        [--variants default,one-pass,vocabulary-first] [--domain medical] [--one-by-one]
 
 ``--domain`` gives every file that domain's client (a medical practice's lexicon on
 ordinary read speech: biasing must never make it worse); without it, files named
@@ -56,7 +56,7 @@ VARIANTS: dict[str, dict[str, bool | str]] = {
     "one-pass": {"second_pass": False},
     "unguarded": {"guard": "off"},
     "guard-all": {"guard": "all"},
-    "plain-first": {"first_pass": "plain"},
+    "vocabulary-first": {"first_pass": "vocabulary"},
     "unchecked": {"acoustic_check": False},
     "unbiased": {"bias": "none"},
 }

@@ -148,6 +148,8 @@ def test_a_loop_is_decoded_again_without_the_prompt(
     config: Config, clips: list[Path], engine_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(passes, "decode_windows", looping(only_prompted=True))
+    # the case: a first pass with the vocabulary prompt that echoes it
+    config = replace(config, transcription=replace(config.transcription, first_pass="vocabulary"))
     audiogen.encode(clips[4], config.paths.inbox / CLIENT / "pressure.wav")
     [job] = run_once(config, engine_factory)
     data = json.loads(transcript_path(config, job).read_text())

@@ -1,8 +1,9 @@
 """The decoding passes a dictation goes through, window by window.
 
-1. **First pass.** Every window is decoded with its file's vocabulary prompt (the
-   client's domain terms, its author's, what secretaries taught), windows of many
-   files in one batch when they share language and prompt.
+1. **First pass.** Every window is decoded, windows of many files in one batch when
+   they share language and prompt: without a prompt by default (``first_pass =
+   "plain"``: plain Whisper's text, at plain Whisper's cost or less), or with the
+   file's vocabulary prompt (``"vocabulary"``).
 2. **Runaways.** A window that loops or echoes its prompt (:mod:`.loops`) is decoded
    again without the prompt, then sampled without it; what still runs away is kept
    and marked unreliable, never passed off as text.
@@ -10,7 +11,8 @@
    second prompt, and only the windows where they were heard are decoded again with
    it (``second_pass``). The refocused text replaces the first where it is not much
    less likely, does not run away, and does not drop words the first pass heard.
-4. **Guard.** Biasing may only win: a window whose text holds vocabulary terms that
+4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
+   Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
    term that sounds like nothing the unprompted decoding heard at that moment
    ("Plus ou moins" -> "Prud'hommes") gives way to what it heard.
