@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from transcribe.asr.decoder import WindowText
-from transcribe.asr.passes import _near_misses, choose, restore_dropped, unheard_terms
+from transcribe.asr.passes import (
+    _near_misses,
+    choose,
+    gained_terms,
+    restore_dropped,
+    splice,
+    unheard_terms,
+)
 from transcribe.asr.pipeline import _without_join_echo
 from transcribe.asr.windows import Window
 from transcribe.vocabulary import Term, TermSource, Vocabulary
@@ -129,3 +136,15 @@ def test_only_windows_with_near_misses_are_decoded_again() -> None:
     assert _near_misses(vocabulary, exact, "en") == []
     [found] = _near_misses(vocabulary, near, "en")
     assert found.term.text == "echocardiography"
+
+
+def test_only_the_terms_a_refocused_decoding_gained_are_taken_from_it() -> None:
+    """Elsewhere the refocused text is another draw of the same audio: the first
+    pass's words stand ("Plus ou moins" stays, however the second draw heard it)."""
+    first = decoded("plus ou moins the ecacardiography was normal", prompt=None)
+    second = decoded("plus au moins the echocardiography was normal")
+    vocabulary = terms("echocardiography")
+    gained = gained_terms(first, second, vocabulary)
+    assert [term for term, _, _ in gained] == ["echocardiography"]
+    assert plain(splice(first, second, gained)) == "plus ou moins the echocardiography was normal"
+    assert gained_terms(second, second, vocabulary) == []  # nothing new: the first stands

@@ -218,3 +218,10 @@ def test_words_holding_several_words_do_not_break_alignment(medical_en: LexiconM
     draft.insert(0, {"word": " atrial fibrillation", "start": 0.0, "end": 0.5, "probability": 0.2})
     draft[0]["source"] = "learned"
     assert joined(medical_en.correct(draft).words) == "atrial fibrillation ejection fraction"
+
+
+def test_a_form_of_a_known_term_never_becomes_another_term(medical_en: LexiconMatcher) -> None:
+    """ "palpitation" is the lexicon's "palpitations" in the singular: grammar, not a
+    miss, even though "palpation" is close enough in spelling to tempt the matcher."""
+    result = medical_en.correct(words("patient with palpitation.", HIGH, HIGH, 0.4))
+    assert joined(result.words) == "patient with palpitation." and not result.replacements

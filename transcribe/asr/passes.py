@@ -9,8 +9,9 @@
    and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard are decoded again with
-   it (``second_pass``). The refocused text replaces the first where it is not much
-   less likely, does not run away, and does not drop words the first pass heard.
+   it (``second_pass``). Where the refocused decoding is not much less likely and
+   does not run away, the terms it gained are spliced into the first pass's words;
+   the rest of the first pass stands (biasing may only win).
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
@@ -225,12 +226,15 @@ def _refocus(
         if runaway is not None:  # the first pass's text stands: nothing to recover
             record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
             continue
-        chosen, why = choose(decoding.texts[window.index], text, plan.terms, decoding.language)
-        if chosen is None:
-            record["refocused"]["dropped"] = why
+        first = decoding.texts[window.index]
+        chosen, why = choose(first, text, plan.terms, decoding.language)
+        gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
+        if chosen is None or not gained:
+            record["refocused"]["dropped"] = why or "no term gained"
             continue
-        decoding.texts[window.index] = chosen
+        decoding.texts[window.index] = splice(first, chosen, gained)
         record["kept"] = "refocused"
+        record["refocused"]["gained"] = [term for term, _, _ in gained]
         if why:
             record["refocused"]["mended"] = why
 
@@ -350,6 +354,26 @@ def _terms_in(
                 low = min(float(w.get("probability", 1.0)) for w in span)
                 found.append((text, span[0]["start"], span[-1]["end"], low))
     return found
+
+
+def gained_terms(
+    first: WindowText, refocused: WindowText, terms: Sequence[Any]
+) -> list[tuple[str, float, float]]:
+    """Terms the refocused decoding wrote where the first did not have them.
+
+    Only these spans are taken from it (:func:`splice`): elsewhere the refocused text
+    is another draw of the same audio, no better on ordinary speech and sometimes
+    worse, so the first pass's words stand.
+    """
+    had = _terms_in(first.words, terms)
+    return [
+        (text, start, end)
+        for text, start, end, _ in _terms_in(refocused.words, terms)
+        if not any(
+            other == text and start - EDGE_S < other_end and other_start < end + EDGE_S
+            for other, other_start, other_end, _ in had
+        )
+    ]
 
 
 def unheard_terms(

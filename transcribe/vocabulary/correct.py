@@ -396,7 +396,7 @@ class LexiconMatcher:
             return None
         sound = phonetic_key(text, self.lang)
         best: tuple[Term, float] | None = None
-        for choice, spelling, index in process.extract(
+        candidates = process.extract(
             spelled,
             self.spellings,
             scorer=fuzz.ratio,
@@ -404,9 +404,12 @@ class LexiconMatcher:
             if loose
             else self.options.min_spelling_score,
             limit=8,
-        ):
+        )
+        if any(_is_word_family(spelled, choice, self.lang) for choice, _, _ in candidates):
+            return None  # a form of a known term ("palpitation"): never another term
+        for choice, spelling, index in candidates:
             term = self.terms[index]
-            if _is_word_family(spelled, choice, self.lang) or _is_part_of(text, term):
+            if _is_part_of(text, term):
                 continue
             if comma and not _word_for_word(text, term):
                 continue
