@@ -9,9 +9,10 @@
    and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard are decoded again with
-   it (``second_pass``). Where the refocused decoding is not much less likely and
-   does not run away, the terms it gained are spliced into the first pass's words;
-   the rest of the first pass stands (biasing may only win).
+   it (``second_pass``). The refocused text replaces the first only where it wrote a
+   term the first did not have, is not much less likely, does not run away, and does
+   not drop words the first pass heard: on ordinary speech the first pass stands
+   (biasing may only win).
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
@@ -232,7 +233,7 @@ def _refocus(
         if chosen is None or not gained:
             record["refocused"]["dropped"] = why or "no term gained"
             continue
-        decoding.texts[window.index] = splice(first, chosen, gained)
+        decoding.texts[window.index] = chosen
         record["kept"] = "refocused"
         record["refocused"]["gained"] = [term for term, _, _ in gained]
         if why:
@@ -361,9 +362,8 @@ def gained_terms(
 ) -> list[tuple[str, float, float]]:
     """Terms the refocused decoding wrote where the first did not have them.
 
-    Only these spans are taken from it (:func:`splice`): elsewhere the refocused text
-    is another draw of the same audio, no better on ordinary speech and sometimes
-    worse, so the first pass's words stand.
+    A refocused decoding that gained none is another draw of the same audio, no
+    better on ordinary speech and sometimes worse: the first pass's words stand.
     """
     had = _terms_in(first.words, terms)
     return [
