@@ -19,6 +19,7 @@ import pytest
 
 from tests import audiogen
 from tests.conftest import CLIENT
+from tests.test_faults import EN_FIELDS  # the riverside-clinic letter's fields
 from transcribe.asr import passes
 from transcribe.asr.decode import decode_file
 from transcribe.asr.decoder import WindowText
@@ -41,15 +42,6 @@ FRENCH_SAMPLE = PROJECT / "samples" / "udhr_preamble_fr.mp3"  # see samples/READ
 FRENCH_CLIENT = "cabinet-martin"  # a French medical practice in the demo workspace
 ENGLISH_CLIENT = CLIENT  # riverside-clinic, English
 LOOP = "périndopril, " * 12
-REQUIRED = {  # the riverside-clinic letter's required fields (invented values)
-    "patient": "Ada Testcase",
-    "dob": "01/02/1960",
-    "hospital_number": "RC-1",
-    "recipient": "Dr Jane Smith",
-    "recipient_address": "1 High Street",
-    "clinic_date": "3 March 2025",
-    "salutation": "Dr Smith",
-}
 
 
 def run_once(config: Config, engine_factory: Callable[[Config], object]) -> list[Any]:
@@ -160,17 +152,25 @@ def test_a_loop_is_decoded_again_without_the_prompt(
     assert data["unreliable"] == [] and job.warnings == ()
 
 
-def test_a_loop_that_stays_is_marked_and_approval_waits_until_it_is_looked_at(
+def looping_job(
     config: Config, clips: list[Path], engine_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Any:
+    """A dictation whose every decoding, prompted or not, comes back as a loop."""
     monkeypatch.setattr(passes, "decode_windows", looping(only_prompted=False))
     audiogen.encode(clips[4], config.paths.inbox / CLIENT / "pressure.wav")
     [job] = run_once(config, engine_factory)
+    return job
+
+
+def test_a_loop_that_stays_is_marked_and_approval_waits_until_it_is_looked_at(
+    config: Config, clips: list[Path], engine_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = looping_job(config, clips, engine_factory, monkeypatch)
     assert [w["code"] for w in job.warnings] == ["unreliable"]
     draft = load_draft(draft_path(config, job))
     [passage] = draft["unreliable"]
     assert passage["kind"] == "repeat" and not passage["checked"]
-    fields = REQUIRED
+    fields = EN_FIELDS
 
     with pytest.raises(StateError, match="1 unreliable passage"):
         approve_job(config, job.id, fields=fields, reviewer="sec@test")
@@ -192,10 +192,8 @@ def test_a_loop_that_stays_is_marked_and_approval_waits_until_it_is_looked_at(
 def test_accepting_unreliable_passages_without_looking_is_explicit_and_audited(
     config: Config, clips: list[Path], engine_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(passes, "decode_windows", looping(only_prompted=False))
-    audiogen.encode(clips[4], config.paths.inbox / CLIENT / "pressure.wav")
-    [job] = run_once(config, engine_factory)
-    fields = REQUIRED
+    job = looping_job(config, clips, engine_factory, monkeypatch)
+    fields = EN_FIELDS
     approve_job(config, job.id, fields=fields, reviewer="sec@test", accept_unreliable=True)
     with open_store(config) as store:
         actions = [e["action"] for e in store.events(job.id)]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import CLIENT, PROJECT, set_config, use_store
 from tests.pgserver import PgServer
+from tests.test_faults import EN_FIELDS  # the riverside-clinic letter's fields
 from tests.test_letter import approved_job
 from transcribe.asr.pipeline import transcribe_audio
 from transcribe.config import Config
@@ -232,17 +233,6 @@ def test_queue_settings_are_checked_when_loading(home: Path) -> None:
 # -- workers as processes: watch takes in, workers transcribe and write letters ----------
 
 
-FIELDS = {
-    "patient": "Gwen Example (fictive)",
-    "recipient": "Dr Patel",
-    "recipient_address": "1 Invented Road",
-    "dob": "1950",
-    "hospital_number": "H123",
-    "clinic_date": "today",
-    "salutation": "Dr Patel",
-}
-
-
 class Workers:
     """``transcribe worker`` processes of one workspace, stopped at the end of a test."""
 
@@ -322,7 +312,7 @@ def test_watch_takes_in_and_workers_transcribe_and_write_the_letter(
     reviewed = wait_for(platform, job.id, JobState.REVIEW)
     assert reviewed.attempts == 1 and draft_path(platform, reviewed).is_file()
 
-    fields = [a for key, value in FIELDS.items() for a in ("--field", f"{key}={value}")]
+    fields = [a for key, value in EN_FIELDS.items() for a in ("--field", f"{key}={value}")]
     approved = cli(platform, "approve", job.id, *fields).stdout
     assert "queued for the letters workers" in approved
     archived = wait_for(platform, job.id, JobState.ARCHIVED)

@@ -222,53 +222,49 @@ def watch(
         recover(config, store, reporter)
         intake = Intake(config, store, reporter)
         intake.add_all()
-        if config.platform:
-            return _take_in_only(config, intake, once, stop, poll_seconds, summary)
+        if config.platform:  # files in; the intake commits queue the tasks
+            if once:
+                summary.taken += drain_intake(intake, poll_seconds)
+                return summary
+            _loop(config, intake, stop, poll_seconds, summary, lambda: None)
+            return summary
         engine = engine_factory()  # validates model and device now; loads on first job
         if once:
             summary.taken += drain_intake(intake, poll_seconds)
             summary.transcribed += transcribe_pending(config, store, engine, reporter=reporter)
             return summary
-        with InboxEvents(config.paths.inbox) as events:
-            last_scan = time.monotonic()
-            while not (stop and stop()):
-                intake.add(events.drain())
-                if time.monotonic() - last_scan >= config.limits.scan_interval_s:
-                    recover(config, store, reporter)  # another worker may have died
-                    intake.add_all()
-                    last_scan = time.monotonic()
-                summary.taken += intake.step()
-                summary.transcribed += transcribe_pending(
-                    config, store, engine, reporter=reporter, max_jobs=1
-                )
-                finish_letters(config, store, reporter)
-                time.sleep(poll_seconds)
+
+        def work() -> None:
+            summary.transcribed += transcribe_pending(
+                config, store, engine, reporter=reporter, max_jobs=1
+            )
+            finish_letters(config, store, reporter)
+
+        _loop(config, intake, stop, poll_seconds, summary, work)
     return summary
 
 
-def _take_in_only(
+def _loop(
     config: Config,
     intake: Intake,
-    once: bool,
     stop: Callable[[], bool] | None,
     poll_seconds: float,
     summary: WatchSummary,
-) -> WatchSummary:
-    """Platform mode's watcher: files in, tasks queued by the intake commits."""
-    if once:
-        summary.taken += drain_intake(intake, poll_seconds)
-        return summary
+    work: Callable[[], None],
+) -> None:
+    """Take files in as they arrive (rescanning and recovering now and then), and do
+    ``work`` between intake steps until ``stop`` says so."""
     with InboxEvents(config.paths.inbox) as events:
         last_scan = time.monotonic()
         while not (stop and stop()):
             intake.add(events.drain())
             if time.monotonic() - last_scan >= config.limits.scan_interval_s:
-                recover(config, intake.store, intake.reporter)
+                recover(config, intake.store, intake.reporter)  # a worker may have died
                 intake.add_all()
                 last_scan = time.monotonic()
             summary.taken += intake.step()
+            work()
             time.sleep(poll_seconds)
-    return summary
 
 
 def drain_intake(intake: Intake, poll_seconds: float = POLL_SECONDS) -> list[Job]:
