@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,16 @@ def use_store(home: Path, url: str) -> None:
 
 
 # -- job store backends -----------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM (a timeout, a cancelled job) ends as Ctrl-C does:
+    fixtures are torn down, so the PostgreSQL and S3 test servers stop too."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
