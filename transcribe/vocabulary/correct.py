@@ -151,6 +151,7 @@ class _Candidate:
     term: Term
     score: float
     gain: float | None = None
+    needs_check: bool = False  # the spelling alone is not enough (see _swallows_common)
 
 
 def _is_abbreviation(text: str) -> bool:
@@ -278,19 +279,23 @@ class LexiconMatcher:
         chosen = _select(candidates)
         if check is None:
             return _apply(items, chosen)
-        verified, checked = self._verified(items, bands, chosen, check)
-        return _apply(items, sorted(chosen + verified, key=lambda c: c.start), checked)
+        sure = [c for c in chosen if not c.needs_check]
+        asked = [c for c in chosen if c.needs_check]
+        verified, checked = self._verified(items, bands, sure, asked, check)
+        return _apply(items, sorted(sure + verified, key=lambda c: c.start), checked)
 
     def _verified(
         self,
         items: list[dict[str, Any]],
         bands: Sequence[int],
         chosen: Sequence[_Candidate],
+        asked: Sequence[_Candidate],
         check: AcousticCheck,
     ) -> tuple[list[_Candidate], tuple[Checked, ...]]:
-        """Loose candidates clear of ``chosen``, kept when Whisper prefers the term."""
-        taken = {k for c in chosen for k in range(c.start, c.end)}
-        loose = [
+        """Loose candidates clear of ``chosen``, and the ``asked`` ones the spelling
+        could not settle, kept when Whisper prefers the term."""
+        taken = {k for c in (*chosen, *asked) for k in range(c.start, c.end)}
+        loose = [*asked] + [
             c
             for c in self._fuzzy_candidates(items, bands, loose=True)
             if taken.isdisjoint(range(c.start, c.end))
@@ -367,7 +372,8 @@ class LexiconMatcher:
             cores = [split_edges(w["word"])[1] for w in items[i:j]]
             match = self._best_match(text, cores, bands[i:j], comma, loose=loose)
             if match is not None:
-                found.append(_Candidate(i, j, match[0], match[1]))
+                term, score, needs_check = match
+                found.append(_Candidate(i, j, term, score, needs_check=needs_check))
         return found
 
     def _all_common(self, text: str) -> bool:
@@ -381,8 +387,9 @@ class LexiconMatcher:
         comma: bool = False,
         *,
         loose: bool = False,
-    ) -> tuple[Term, float] | None:
-        """The best-scoring term for a phrase, or None if nothing is close enough.
+    ) -> tuple[Term, float, bool] | None:
+        """The best-scoring term for a phrase and whether only the acoustic check
+        may apply it, or None if nothing is close enough.
 
         A phrase with Whisper's comma inside may only become a term of as many
         words, so the commas fall between the term's own words. ``loose``: the
@@ -395,7 +402,7 @@ class LexiconMatcher:
         if any(ch.isdigit() for ch in spelled):
             return None
         sound = phonetic_key(text, self.lang)
-        best: tuple[Term, float] | None = None
+        best: tuple[Term, float, bool] | None = None
         candidates = process.extract(
             spelled,
             self.spellings,
@@ -430,8 +437,25 @@ class LexiconMatcher:
                 if _UNSURE in changed_bands:
                     needed = max(needed, self.options.medium_min_score)
             if score >= needed and (best is None or score > best[1]):
-                best = (term, score)
+                best = (term, score, not loose and self._swallows_common(cores, changed, term))
         return best
+
+    def _swallows_common(self, cores: list[str], changed: list[bool], term: Term) -> bool:
+        """Whether the term would join an everyday word into fewer words.
+
+        "et a horté un mur" is ordinary French ("and hit a wall") that spells almost
+        "aorte"; a word as common as "a" joined into a term is a guess the spelling
+        cannot back, whatever the score, so the acoustic check decides ("by so
+        prolol" -> "bisoprolol" still wins there, and without a check the spelling
+        rules apply as before). Respelling words one for one ("real function" ->
+        "renal function") is left to the scores.
+        """
+        if len(cores) <= len(term.text.split()):
+            return False
+        return any(
+            flag and compact_key(word) in self.common
+            for word, flag in zip(cores, changed, strict=True)
+        )
 
     def _needed(self, spelled_term: str) -> float:
         """Short terms ("estate", "stroke") sit close to everyday words: ask for more."""
