@@ -57,8 +57,20 @@ def test_a_short_last_piece_stays_with_the_window_before_it(clips: list[Path]) -
     speech = [decode_file(clip, Limits()) for clip in [*clips, *clips]]
     lengths = np.cumsum([piece.size for piece in speech])
     count = int(np.searchsorted(lengths, 32 * S)) + 1  # a little over 30 s of speech
-    windows = memory_windows(0, np.concatenate(speech[:count]))
+    silence = np.zeros(12 * S, np.float32)  # a file over 40 s: not one window as it is
+    windows = memory_windows(0, np.concatenate([silence, *speech[:count]]))
     assert len(windows) == 1 and CHUNK_S < windows[0].duration < CHUNK_S + TAIL_S
+    assert windows[0].start_s > 11.0  # the silence is not decoded
+
+
+def test_a_short_file_is_one_window_of_its_whole_audio(clips: list[Path]) -> None:
+    """Whisper sees what plain faster-whisper sees: silences kept, nothing joined."""
+    silence = np.zeros(3 * S, np.float32)
+    audio = np.concatenate([silence, decode_file(clips[0], Limits()), silence, silence])
+    (window,) = memory_windows(0, audio)
+    assert np.array_equal(window.audio, audio)
+    assert window.speech == [{"start": 0, "end": audio.size}]
+    assert memory_windows(0, np.zeros(20 * S, np.float32)) == []  # no speech: nothing
 
 
 def test_window_and_file_clocks_map_both_ways() -> None:

@@ -34,9 +34,9 @@ from .windows import Window
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, faster-whisper's default
-FINISHED_FRAMES = 50  # less than half a second left: the window is done
+FINISHED_FRAMES = 50  # less than half a second of speech left: the window is done
 FRAMES_PER_S = 100
-TOKENS_PER_S = 8  # fast French dictation with timestamps needs about 6
+TOKENS_PER_S = 16  # fast French with timestamps writes 8; beam search needs room beyond
 MAX_ROUNDS = 6  # a 40-s window takes two or three
 
 
@@ -90,6 +90,7 @@ class _Job:
     seek: int = 0  # mel frames into the window
     tokens: list[int] = field(default_factory=list)
     done: bool = False
+    until_s: float | None = None  # decode this far into the window (None: its speech)
 
 
 def encode_windows(model: Any, windows: Sequence[Window], batch_size: int) -> float:
@@ -114,13 +115,30 @@ def detect_language(model: Any, window: Window) -> list[tuple[str, float]]:
     return [(token[2:-2], float(prob)) for token, prob in found]
 
 
-def decode_windows(model: Any, windows: Sequence[Window], request: Request) -> list[WindowText]:
-    """Decode each window completely (resuming where a decoding stopped early)."""
+def decode_windows(
+    model: Any,
+    windows: Sequence[Window],
+    request: Request,
+    prompts: Sequence[str | None] | None = None,
+    until_s: Sequence[float | None] | None = None,
+) -> list[WindowText]:
+    """Decode each window completely (resuming where a decoding stopped early), with
+    ``request.prompt``, or with each window's own prompt from ``prompts`` (windows of
+    several files, each with its file's prompt: those of one length share a batch).
+
+    ``until_s``: how far into each window a decoding must reach to be complete (a
+    second pass need not go past the words the first one found: resuming costs a
+    whole encoder run for a few tenths of a second of audio)."""
     from faster_whisper.tokenizer import Tokenizer
 
     tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=request.language)
-    base = tokenizer.encode(" " + request.prompt.strip()) if request.prompt else []
-    jobs = [_Job(w, WindowText(w, request.prompt, request.temperature), base) for w in windows]
+    own = list(prompts) if prompts is not None else [request.prompt] * len(windows)
+    encoded = {p: tokenizer.encode(" " + p.strip()) for p in set(own) if p}
+    ends = list(until_s) if until_s is not None else [None] * len(windows)
+    jobs = [
+        _Job(w, WindowText(w, p, request.temperature), encoded[p] if p else [], until_s=end)
+        for w, p, end in zip(windows, own, ends, strict=True)
+    ]
     for _ in range(MAX_ROUNDS):
         pending = [job for job in jobs if not job.done]
         if not pending:
@@ -189,7 +207,9 @@ def _max_length(
 ) -> int:
     """Room for what the longest audio of the batch can hold, not the model's whole
     448 tokens: a decoding that loops stops there instead of repeating itself to the
-    end (a window cut short resumes from its last timestamp, so nothing is lost)."""
+    end (a window cut short resumes from its last timestamp, so nothing is lost).
+    The room is twice what fast speech needs: a tighter cap (8 tokens a second)
+    ended beams early and changed the words of a 15-s French sentence."""
     seconds = max(size for _, size in framed) / FRAMES_PER_S
     room = int(TOKENS_PER_S * seconds) + 16
     return min(model.max_length, max(len(p) for p in prompts) + room)
@@ -280,7 +300,9 @@ def _advance(
         job.tokens += segment["tokens"]  # timestamps included, as faster-whisper prompts
         job.result.segments.append(_on_file_clock(job.window, segment))
     job.seek = seek
-    job.done = seek >= job.window.features(model).shape[-1] - FINISHED_FRAMES
+    reach = job.window.voiced_s if job.until_s is None else min(job.until_s, job.window.voiced_s)
+    frames = min(job.window.features(model).shape[-1], reach * FRAMES_PER_S)
+    job.done = seek >= frames - FINISHED_FRAMES
 
 
 def _on_file_clock(window: Window, segment: dict[str, Any]) -> dict[str, Any]:

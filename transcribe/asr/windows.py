@@ -17,6 +17,10 @@ Two details come from measuring on dictations:
 * a window ends at a pause: a long one between VAD stretches if it falls 20-30 s
   in, else the quietest moment by Silero's speech probability, so sentences are
   rarely cut in two;
+* a short file (up to 40 s, most dictations) is one window of its whole audio,
+  silences included: Whisper then sees exactly what plain faster-whisper sees and
+  writes the same first decoding (joining the speech stretches shifted the features
+  and changed words on clips of real French speech);
 * a long file is decoded in pieces (``piece_s``), the last window of each piece
   carried into the next, so a two-hour dictation never sits in memory whole.
 """
@@ -42,6 +46,7 @@ CHUNK_S = 30.0
 # nor tell the language of) or cut mid-sentence ("rate of 1 | 10").
 MIN_WINDOW_S = 20.0
 TAIL_S = 10.0
+WHOLE_FILE_S = CHUNK_S + TAIL_S  # a file this short is one window, as it is
 VAD_PARAMETERS: dict[str, Any] = {"min_silence_duration_ms": 2000}
 
 
@@ -54,6 +59,14 @@ class Window:
     audio: np.ndarray  # 16 kHz float32, the speech stretches joined
     speech: list[dict[str, int]]  # the stretches, as sample ranges of the file
     encoded: np.ndarray | None = field(default=None, repr=False)  # first 30 s, encoder output
+    voice_end: int | None = None  # samples of ``audio`` up to the last speech; None: all
+
+    @property
+    def voiced_s(self) -> float:
+        """How far into the window there is speech to decode (its trailing silence, in a
+        short file kept whole, holds nothing but Whisper's hallucinations)."""
+        end = self.audio.size if self.voice_end is None else self.voice_end
+        return end / SAMPLE_RATE
 
     @property
     def duration(self) -> float:
@@ -136,10 +149,14 @@ def cut(
     """Windows of ``audio`` (which starts at file sample ``base``), numbered from
     ``first``: the speech stretches joined into one stream, cut every 20-30 s at a long
     pause between stretches if there is one, else at the quietest moment; a last
-    piece shorter than ``TAIL_S`` stays with the window before it."""
+    piece shorter than ``TAIL_S`` stays with the window before it. A whole short file
+    with speech in it is one window, as it is."""
     stretches = speech_stretches(audio, vad_parameters)
     if not stretches:
         return []
+    if base == 0 and audio.size <= int(WHOLE_FILE_S * SAMPLE_RATE):
+        whole = [{"start": 0, "end": audio.size}]
+        return [Window(file, first, audio, whole, voice_end=stretches[-1]["end"])]
     quiet = quietness(audio, vad_parameters)
     stream = _Stream(stretches)
     windows: list[Window] = []
