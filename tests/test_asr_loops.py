@@ -42,6 +42,16 @@ def test_ordinary_speech_is_not_a_runaway(text: str) -> None:
     assert runaway(text, PROMPT_TERMS, LEAD_IN) is None
 
 
+def test_a_repeat_says_where_its_first_copy_ends_and_whether_it_closes_the_text() -> None:
+    words = ["from", "day", "one,", "period.", "period,", "period,", "period"]
+    found = find_runaway(words, " ".join(words))
+    assert found is not None and found.closing
+    assert words[: found.once] == ["from", "day", "one,", "period."]
+    words = ["the", "patella,", "the", "patella,", "the", "patella", "was", "resurfaced"]
+    found = find_runaway(words, " ".join(words))
+    assert found is not None and not found.closing and found.once == 2
+
+
 def test_the_prompt_read_back_is_an_echo() -> None:
     assert runaway("bisoprolol, ramipril, atorvastatine, et le reste", PROMPT_TERMS) == "echo"
     assert runaway("Compte rendu médical. Vocabulaire : bisoprolol", [], LEAD_IN) == "echo"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from transcribe.asr.decoder import WindowText
+from transcribe.asr.loops import find_runaway
 from transcribe.asr.passes import (
     _near_misses,
     choose,
@@ -18,6 +19,7 @@ from transcribe.asr.passes import (
     restore_dropped,
     splice,
     unheard_terms,
+    without_closing_repeat,
 )
 from transcribe.asr.pipeline import _without_join_echo
 from transcribe.asr.windows import Window
@@ -148,3 +150,17 @@ def test_only_the_terms_a_refocused_decoding_gained_are_taken_from_it() -> None:
     assert [term for term, _, _ in gained] == ["echocardiography"]
     assert plain(splice(first, second, gained)) == "plus ou moins the echocardiography was normal"
     assert gained_terms(second, second, vocabulary) == []  # nothing new: the first stands
+
+
+def test_a_refocused_decoding_that_only_repeats_its_last_word_keeps_the_rest() -> None:
+    """With no speech left, prompted Whisper wrote "period" until its length cap:
+    dropping the whole decoding lost the terms it had gained before."""
+    looping = decoded("full weight bearing and physiotherapy from day one period. period period")
+    found = find_runaway([w["word"] for w in looping.words], looping.text)
+    assert found is not None
+    trimmed = without_closing_repeat(looping, found)
+    assert trimmed is not None
+    assert plain(trimmed) == "full weight bearing and physiotherapy from day one period."
+    middle = decoded("the patella the patella the patella was resurfaced")
+    found = find_runaway([w["word"] for w in middle.words], middle.text)
+    assert found is not None and without_closing_repeat(middle, found) is None

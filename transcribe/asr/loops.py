@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..vocabulary.normalise import normalise_words
@@ -46,6 +46,8 @@ class Runaway:
     text: str
     start: int
     end: int
+    once: int = 0  # a repeat: where its first copy ends
+    closing: bool = False  # nothing but punctuation after it
 
     def to_json(self) -> dict[str, object]:
         return {"kind": self.kind, "text": self.text}
@@ -67,7 +69,10 @@ def find_runaway(
     opening sentence ("Compte rendu médical. Vocabulaire :").
     """
     keys = [" ".join(normalise_words(word)) for word in words]
-    return _repeat(keys) or _echo(keys, prompt_terms, lead_in) or _compressible(text, len(keys))
+    while keys and not keys[-1]:
+        keys.pop()  # a closing bare punctuation mark is no word
+    found = _repeat(keys) or _echo(keys, prompt_terms, lead_in) or _compressible(text, len(keys))
+    return replace(found, closing=found.end >= len(keys)) if found else None
 
 
 def _repeat(keys: Sequence[str]) -> Runaway | None:
@@ -83,7 +88,8 @@ def _repeat(keys: Sequence[str]) -> Runaway | None:
                 count += 1
             if count >= needed:
                 end = start + count * size
-                return Runaway("repeat", " ".join(phrase), index[start], index[end - 1] + 1)
+                once = index[start + size - 1] + 1
+                return Runaway("repeat", " ".join(phrase), index[start], index[end - 1] + 1, once)
     return None
 
 

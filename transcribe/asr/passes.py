@@ -9,10 +9,12 @@
    and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard are decoded again with
-   it (``second_pass``). The refocused text replaces the first only where it wrote a
-   term the first did not have, is not much less likely, does not run away, and does
-   not drop words the first pass heard: on ordinary speech the first pass stands
-   (biasing may only win).
+   it (``second_pass``): the windows of all the group's files together, each with
+   its own file's prompt, and only as far as the first pass heard words. The
+   refocused text replaces the first only where it wrote a term the first did not
+   have, is not much less likely, does not run away (a closing repeat of its last
+   word is cut), and does not drop words the first pass heard: on ordinary speech
+   the first pass stands (biasing may only win).
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
@@ -45,6 +47,7 @@ UNHEARD_BELOW = 20.0  # a term sounding this little like what was heard was not 
 GUARD_PROBABILITY = 0.6  # terms Whisper is less sure of are checked without the prompt
 RESTORE_MIN_WORDS = 3  # a stretch of this many words dropped by the second pass returns
 EDGE_S = 0.3
+REACH_MARGIN_S = 1.0  # a refocused decoding is complete this close past the last word heard
 SAMPLED_BEST_OF = 2  # Whisper's fallback samples 5; a bounded fallback samples 2
 
 
@@ -86,10 +89,10 @@ def run_passes(model: Any, files: Sequence[FileDecoding], settings: PassSettings
         wave = windows[start : start + settings.wave_windows]
         encode_windows(model, wave, settings.batch_size)
         _first_pass(model, files, wave, settings)
+        if settings.refocus:
+            _refocus(model, files, wave, settings)
         for number, decoding in enumerate(files):
             mine = [w for w in wave if w.file == number]
-            if mine and settings.refocus:
-                _refocus(model, decoding, mine, settings)
             if mine and settings.guard != "off" and settings.first_prompted:
                 _guard(model, decoding, mine, settings)
         if len(windows) > settings.wave_windows:
@@ -187,20 +190,56 @@ def _runaway(text: WindowText, decoding: FileDecoding) -> Runaway | None:
 
 
 def _refocus(
-    model: Any, decoding: FileDecoding, windows: Sequence[Window], settings: PassSettings
+    model: Any, files: Sequence[FileDecoding], wave: Sequence[Window], settings: PassSettings
 ) -> None:
-    """Decode again, with the terms nearly heard leading the prompt, where they were heard."""
+    """Decode again, with the terms nearly heard leading the prompt, where they were
+    heard: each file has its own prompt, and the windows of all files are decoded
+    together (prompts of one length share a batch)."""
+    targets: list[Window] = []
+    heard: dict[tuple[int, int], list[Retrieved]] = {}
+    for number, decoding in enumerate(files):
+        found = _plan_refocus(decoding, [w for w in wave if w.file == number], settings)
+        for window, retrieved in found.items():
+            targets.append(window)
+            heard[window.file, window.index] = retrieved
+    by_language: dict[str, list[Window]] = {}
+    for window in targets:
+        by_language.setdefault(files[window.file].language, []).append(window)
+    for language, members in by_language.items():
+        plans = [files[w.file].refocused for w in members]
+        request = Request(language, None, settings.beam_size, batch_size=settings.batch_size)
+        prompts = [plan.text if plan else None for plan in plans]
+        reach = [_reach(files[w.file].texts[w.index]) for w in members]
+        decoded = decode_windows(model, members, request, prompts, reach)
+        for window, text in zip(members, decoded, strict=True):
+            _take_refocused(files[window.file], window, text, heard[window.file, window.index])
+
+
+def _reach(first: WindowText) -> float | None:
+    """How far into its window a second decoding must go: just past the first pass's
+    last word (a closing pause holds nothing to refocus)."""
+    words = first.words
+    if not words:
+        return None
+    return first.window.to_window_time(float(words[-1]["end"])) + REACH_MARGIN_S
+
+
+def _plan_refocus(
+    decoding: FileDecoding, windows: Sequence[Window], settings: PassSettings
+) -> dict[Window, list[Retrieved]]:
+    """The file's windows with near-misses, and what was nearly heard in each; builds
+    the file's refocused prompt (``decoding.refocused``) when there are any."""
     vocabulary = decoding.vocabulary
     if vocabulary is None or not vocabulary.terms:
-        return
+        return {}
     heard = {
-        w.index: _near_misses(vocabulary, decoding.texts[w.index], decoding.language)
+        w: _near_misses(vocabulary, decoding.texts[w.index], decoding.language)
         for w in windows
         if w.index not in decoding.unreliable
     }
-    targets = [w for w in windows if heard.get(w.index)]
-    if not targets:
-        return
+    heard = {w: found for w, found in heard.items() if found}
+    if not heard:
+        return {}
     decoding.retrieved = _best_first(
         [*decoding.retrieved, *(r for rs in heard.values() for r in rs)]
     )
@@ -209,35 +248,58 @@ def _refocus(
         lead = Vocabulary(
             vocabulary.domain, vocabulary.lang, tuple(r.term for r in decoding.retrieved)
         )
-    plan = build_initial_prompt(
+    decoding.refocused = build_initial_prompt(
         lead,
         decoding.language,
         count_tokens=decoding.count_tokens(),
         budget_tokens=settings.refocus_budget,
     )
-    decoding.refocused = plan
-    request = Request(
-        decoding.language, plan.text, settings.beam_size, batch_size=settings.batch_size
-    )
-    for window, text in zip(targets, decode_windows(model, targets, request), strict=True):
-        record = decoding.records[window.index]
-        record["refocused"] = _summary(text, "refocused")
-        record["refocused"]["terms_heard"] = [r.term.text for r in heard[window.index]]
-        runaway = _runaway(text, decoding)
-        if runaway is not None:  # the first pass's text stands: nothing to recover
+    return heard
+
+
+def _take_refocused(
+    decoding: FileDecoding, window: Window, text: WindowText, heard: Sequence[Retrieved]
+) -> None:
+    """Keep a window's refocused decoding where it gained a term, and say why not."""
+    plan = decoding.refocused
+    assert plan is not None
+    record = decoding.records[window.index]
+    record["refocused"] = _summary(text, "refocused")
+    record["refocused"]["terms_heard"] = [r.term.text for r in heard]
+    runaway = _runaway(text, decoding)
+    if runaway is not None:
+        trimmed = without_closing_repeat(text, runaway)
+        if trimmed is None or _runaway(trimmed, decoding) is not None:
+            # the first pass's text stands: nothing to recover
             record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
-            continue
-        first = decoding.texts[window.index]
-        chosen, why = choose(first, text, plan.terms, decoding.language)
-        gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
-        if chosen is None or not gained:
-            record["refocused"]["dropped"] = why or "no term gained"
-            continue
-        decoding.texts[window.index] = chosen
-        record["kept"] = "refocused"
-        record["refocused"]["gained"] = [term for term, _, _ in gained]
-        if why:
-            record["refocused"]["mended"] = why
+            return
+        record["refocused"]["trimmed"] = f"closing repeat of {runaway.text!r}"
+        text = trimmed
+    first = decoding.texts[window.index]
+    chosen, why = choose(first, text, plan.terms, decoding.language)
+    gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
+    if chosen is None or not gained:
+        record["refocused"]["dropped"] = why or "no term gained"
+        return
+    decoding.texts[window.index] = chosen
+    record["kept"] = "refocused"
+    record["refocused"]["gained"] = [term for term, _, _ in gained]
+    if why:
+        record["refocused"]["mended"] = why
+
+
+def without_closing_repeat(text: WindowText, runaway: Runaway) -> WindowText | None:
+    """``text`` up to the first copy of a repeat that closes it, or None when the
+    runaway is something else (the caller checks what is left).
+
+    Prompted, Whisper that has written the last word of a window sometimes writes it
+    again until its length cap ("... from day one, period. period, period, period"):
+    what comes before is a decoding like any other, and dropping it all lost the
+    terms the refocusing was for.
+    """
+    if runaway.kind != "repeat" or not runaway.closing:
+        return None
+    return with_words(text, text.words[: runaway.once])
 
 
 def _near_misses(vocabulary: Vocabulary, text: WindowText, language: str) -> list[Retrieved]:
