@@ -220,18 +220,59 @@ def _warning_count(warnings: list[dict[str, str]]) -> str:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list of jobs.")] = False,
     client: Annotated[str | None, typer.Option(help="Only this client's jobs.")] = None,
+    queues: Annotated[
+        bool,
+        typer.Option(
+            "--queues",
+            help="Platform mode: only the work queue (tasks per queue, workers, stalled"
+            " tasks); with --json, as one object.",
+        ),
+    ] = False,
 ) -> None:
-    """Jobs and their states."""
-    from transcribe.status import list_jobs
+    """Jobs and their states; in platform mode, the work queue after them."""
+    from transcribe.status import list_jobs, platform_status
 
     with errors_to_exit():
-        rows = list_jobs(_config(), client=client)
+        config = _config()
+        if queues:
+            queue = platform_status(config)
+        else:  # --json stays the list of jobs that scripts read
+            rows = list_jobs(config, client=client)
+            queue = platform_status(config) if config.platform and not as_json else None
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-    elif not rows:
-        out.print("no jobs yet")
-    else:
-        out.print(_status_table(rows))
+        typer.echo(json.dumps(queue if queues else rows, ensure_ascii=False, indent=2))
+        return
+    if not queues:
+        out.print(_status_table(rows) if rows else "no jobs yet")
+    if queue is not None:
+        _print_queue(queue)
+
+
+def _print_queue(queue: dict[str, Any]) -> None:
+    """The work queue in three short parts; ids and task names only."""
+    depth = Table(title=None, show_lines=False)
+    for column in ("queue", "todo", "doing"):
+        depth.add_column(column, justify="left" if column == "queue" else "right")
+    for row in queue["queues"]:
+        depth.add_row(row["name"], str(row["todo"]), str(row["doing"]))
+    out.print(depth)
+    seen = queue["workers"]
+    _line(f"workers seen in the last {queue['seen_within_s']:.0f} s: {len(seen) or 'none'}")
+    for worker in seen:
+        running = ", ".join(_task(task) for task in worker["running"]) or "idle"
+        _line(f"  worker {worker['id']}  heartbeat {worker['silent_s']:.0f} s ago  {running}")
+    stalled = queue["stalled"]
+    after = f"{queue['stalled_after_s']:.0f} s"
+    _line(f"stalled tasks (worker silent over {after}, or gone): {len(stalled) or 'none'}")
+    for task in stalled:
+        on = f"worker {task['worker_id']}" if task["worker_id"] is not None else "worker gone"
+        _line(f"  {_task(task)} on {task['queue']}, {on}")
+
+
+def _task(task: dict[str, Any]) -> str:
+    """``transcribe.transcribe job 20250101-abcd (task 12)``: the upkeep has no job."""
+    job = f" job {task['job_id']}" if task["job_id"] else ""
+    return f"{task['task']}{job} (task {task['id']})"
 
 
 @app.command()

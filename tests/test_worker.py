@@ -1,8 +1,12 @@
-"""Platform mode: fenced runs, tasks deferred with the state change, and `transcribe
-worker` processes on a real PostgreSQL server with the real model."""
+"""Platform mode: fenced runs, tasks deferred with the state change, `transcribe
+worker` processes on a real PostgreSQL server with the real model, and what `status`
+shows of the queue."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -10,10 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.conftest import CLIENT, PROJECT, set_config, use_store
+from cli import app
+from tests.conftest import CLIENT, PROJECT, execute, set_config, use_store
 from tests.pgserver import PgServer
 from tests.test_faults import EN_FIELDS  # the riverside-clinic letter's fields
 from tests.test_letter import approved_job
@@ -31,6 +38,7 @@ from transcribe.stages.transcription import (
     save_results,
     transcript_path,
 )
+from transcribe.status import platform_status
 from transcribe.store import Job, JobState, JobStore, Transaction, new_job_id, open_store
 from transcribe.workspace import init_workspace
 
@@ -349,8 +357,11 @@ def test_a_killed_workers_job_is_taken_over_and_transcribed_once(
         [job] = store.jobs()
     first = workers.start("transcribe")
     wait_for(config, job.id, JobState.TRANSCRIBING, timeout=120)
+    assert [job.id] in running(platform_status(config)).values()  # status sees it at work
     first.kill()  # SIGKILL, mid-transcription: no goodbye, its task stays `doing`
     first.wait()
+    stalled = wait_for_stalled(config)
+    assert [task["job_id"] for task in stalled] == [job.id]
     with open_store(config) as store:
         assert store.get(job.id).state == JobState.TRANSCRIBING
     workers.start("transcribe")
@@ -368,4 +379,121 @@ def test_a_killed_workers_job_is_taken_over_and_transcribed_once(
     assert any("taken over" in (e["detail"] or "") for e in events)
     assert tuple(retried) == ("succeeded", 2)  # run, retried as stalled, run again
     assert "retried: its worker was silent" in workers.output(1)
+    assert platform_status(config)["stalled"] == []
     cli(config, "audit", "verify")
+
+
+# -- status: the queue as an operator sees it --------------------------------------------
+
+
+def depths(view: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {queue["name"]: (queue["todo"], queue["doing"]) for queue in view["queues"]}
+
+
+def running(view: dict[str, Any]) -> dict[int, list[str | None]]:
+    """Each worker seen, with the job ids of the tasks it runs."""
+    return {w["id"]: [task["job_id"] for task in w["running"]] for w in view["workers"]}
+
+
+def wait_for_stalled(config: Config, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The stalled tasks ``status`` shows, once there are some."""
+    deadline = time.monotonic() + timeout
+    while not (stalled := platform_status(config)["stalled"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return stalled
+
+
+def as_worker(config: Config, queues: list[str], takes: int) -> tuple[int, list[int]]:
+    """What a Procrastinate worker does at start and for each slot, without running
+    anything: register (a heartbeat row), then fetch tasks (now ``doing``, its own)."""
+    from procrastinate import App, PsycopgConnector
+
+    async def register_and_fetch() -> tuple[int, list[int]]:
+        app = App(connector=PsycopgConnector(conninfo=config.store.url, min_size=1, max_size=1))
+        async with app.open_async():
+            worker = await app.job_manager.register_worker()
+            taken = [await app.job_manager.fetch_job(queues, worker) for _ in range(takes)]
+        return worker, [task.id for task in taken if task is not None]
+
+    return asyncio.run(register_and_fetch())
+
+
+def test_status_shows_queue_depth_workers_and_stalled_tasks(platform: Config) -> None:
+    config = set_config(platform.paths.home, heartbeat_s=1, stalled_after_s=5)
+    with open_store(config) as store:
+        urgent, normal = waiting_job(store, priority="urgent"), waiting_job(store)
+        review = waiting_job(store, state=JobState.REVIEW)
+        store.transition(review.id, JobState.APPROVED)
+    view = platform_status(config)
+    assert depths(view) == {
+        "transcribe": (2, 0),
+        "transcribe-gpu": (0, 0),
+        "letters": (1, 0),
+        "maintenance": (0, 0),
+    }
+    assert view["workers"] == [] and view["stalled"] == []
+
+    busy, [task] = as_worker(config, ["transcribe"], takes=1)  # the urgent one first
+    idle, _ = as_worker(config, ["letters"], takes=0)
+    view = platform_status(config)
+    assert depths(view)["transcribe"] == (1, 1)
+    assert running(view) == {busy: [urgent.id], idle: []}
+    assert view["workers"][0]["running"][0] == {
+        "id": task,
+        "task": "transcribe.transcribe",
+        "queue": "transcribe",
+        "job_id": urgent.id,
+        "worker_id": busy,
+    }
+    assert view["stalled"] == []
+
+    with open_store(config) as store:  # the busy one's machine died 10 s ago
+        execute(
+            store,
+            "UPDATE procrastinate_workers SET last_heartbeat = NOW() - '10 s'::interval"
+            " WHERE id = ?",
+            busy,
+        )
+    view = platform_status(config)
+    assert busy in running(view)  # heard from within the minute, but silent too long:
+    assert [(t["job_id"], t["worker_id"]) for t in view["stalled"]] == [(urgent.id, busy)]
+    with open_store(config) as store:  # pruned at another worker's start: gone
+        execute(store, "DELETE FROM procrastinate_workers WHERE id = ?", busy)
+    view = platform_status(config)
+    assert running(view) == {idle: []}
+    assert [(t["job_id"], t["worker_id"]) for t in view["stalled"]] == [(urgent.id, None)]
+    assert normal.id not in json.dumps(view["stalled"])
+
+
+def test_status_draws_the_queue_after_the_jobs_and_keeps_its_json(platform: Config) -> None:
+    with open_store(platform) as store:
+        job = waiting_job(store)
+    worker, [_task] = as_worker(platform, ["transcribe"], takes=1)
+    runner = CliRunner()
+    home = ["--home", str(platform.paths.home)]
+    drawn = runner.invoke(app, [*home, "status"])
+    assert drawn.exit_code == 0, drawn.output
+    drawn_at = drawn.output.index
+    assert drawn_at(job.id) < drawn_at("transcribe-gpu") < drawn_at("workers seen")  # jobs first
+    assert re.search(
+        rf"worker {worker}  heartbeat \d+ s ago  transcribe.transcribe job {job.id}", drawn.output
+    )
+    assert "stalled tasks (worker silent over 60 s, or gone): none" in drawn.output
+
+    listed = runner.invoke(app, [*home, "status", "--json"])
+    assert [row["id"] for row in json.loads(listed.output)] == [job.id]  # still the list
+    only = runner.invoke(app, [*home, "status", "--queues"])
+    assert only.exit_code == 0 and job.id in only.output
+    assert CLIENT not in only.output and "d.wav" not in only.output  # ids, never names
+    shown = json.loads(runner.invoke(app, [*home, "status", "--queues", "--json"]).output)
+    assert depths(shown)["transcribe"] == (0, 1) and running(shown) == {worker: [job.id]}
+    assert set(shown) == {"queues", "workers", "stalled", "stalled_after_s", "seen_within_s"}
+
+
+def test_status_in_embedded_mode_has_no_queue(home: Path) -> None:
+    runner = CliRunner()
+    drawn = runner.invoke(app, ["--home", str(home), "status"])
+    assert drawn.exit_code == 0 and drawn.output == "no jobs yet\n"
+    refused = runner.invoke(app, ["--home", str(home), "status", "--queues"])
+    assert refused.exit_code == ConfigError.exit_code
+    assert "only in platform mode" in refused.output and refused.output.count("\n") == 1

@@ -21,6 +21,8 @@ there.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -105,3 +107,154 @@ def defer_in(tx: Transaction, task: str, queue: str, job: Job) -> int:
         raise StoreError(f"job {job.id} could not be queued: {exc}") from None
     log.info("job %s: %s queued on %s (attempt %d)", job.id, task, queue, job.attempts)
     return int(done.id)
+
+
+# -- the queue's state, for ``transcribe status`` -----------------------------------------
+
+#: A worker is listed by ``status`` when its last heartbeat is this recent.
+SEEN_WITHIN_S = 60.0
+#: Every queue a worker serves, in the order ``status`` shows them.
+ALL_QUEUES = (*QUEUES, MAINTENANCE_QUEUE)
+#: The filters of Procrastinate's listing queries, none set (each takes some of them).
+NO_FILTER = dict.fromkeys(
+    ("id", "queue_name", "task_name", "status", "lock", "queueing_lock", "worker_id")
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One Procrastinate task as ``status`` shows it: our job id, never a name from the
+    job (a client, a source file, a field value) that could identify a patient."""
+
+    id: int
+    task: str
+    queue: str
+    job_id: str | None  # None for upkeep (the stalled-task check)
+    worker_id: int | None  # None once its worker was pruned
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Task:
+        kwargs = row["args"] or {}
+        job_id = kwargs.get("job_id")
+        return cls(
+            id=int(row["id"]),
+            task=str(row["task_name"]),
+            queue=str(row["queue_name"]),
+            job_id=str(job_id) if job_id is not None else None,
+            worker_id=row["worker_id"],
+        )
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    todo: int = 0
+    doing: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerSeen:
+    """A Procrastinate worker (each ``transcribe worker`` process runs two: stages and
+    upkeep) and the tasks it runs now. Procrastinate keeps only an id and a heartbeat."""
+
+    id: int
+    last_heartbeat: datetime
+    silent_s: float  # by the server's clock, so machines' clocks need not agree
+    running: tuple[Task, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    queues: tuple[QueueDepth, ...]
+    workers: tuple[WorkerSeen, ...]  # heard from within SEEN_WITHIN_S
+    stalled: tuple[Task, ...]
+    stalled_after_s: float
+    seen_within_s: float = SEEN_WITHIN_S
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``status --queues --json`` prints, the same in the library: lists, and
+        heartbeats in ISO 8601."""
+        data = asdict(self)
+        for key in ("queues", "workers", "stalled"):
+            data[key] = list(data[key])
+        for worker in data["workers"]:
+            worker["last_heartbeat"] = worker["last_heartbeat"].isoformat()
+            worker["running"] = list(worker["running"])
+        return data
+
+
+def queue_status(tx: Transaction, config: Config) -> QueueStatus:
+    """The work queue now: tasks waiting and running per queue, the workers heard from
+    in the last minute with their running tasks, and the stalled tasks (running on a
+    worker silent for ``stalled_after_s``, or gone), which the next stalled-task check
+    puts back in the queue.
+
+    Procrastinate's own queries (those of ``JobManager.list_queues``, ``list_jobs`` and
+    ``get_stalled_jobs``) run on the store's connection, in one read-only snapshot, so
+    a task counted as running is also under its worker; only the workers' table, for
+    which Procrastinate has no listing, is read directly.
+    """
+    tx.connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    doing = _procrastinate(tx, "list_jobs", **(NO_FILTER | {"status": "doing"}))
+    running = [Task.of(row) for row in doing]
+    stalled = _procrastinate(
+        tx,
+        "select_stalled_jobs_by_heartbeat",
+        queue=None,
+        task_name=None,
+        seconds_since_heartbeat=config.queue.stalled_after_s,
+    )
+    return QueueStatus(
+        queues=_depths(tx),
+        workers=_workers(tx, running),
+        stalled=tuple(Task.of(row) for row in stalled),
+        stalled_after_s=config.queue.stalled_after_s,
+    )
+
+
+def _depths(tx: Transaction) -> tuple[QueueDepth, ...]:
+    """Per queue, ours first (empty ones too), then any other found in the table. One
+    status at a time: the table keeps every finished task, and a filter on the status
+    lets PostgreSQL count from Procrastinate's partial indexes on waiting and running
+    tasks instead of reading them all (0.3 ms against 400 ms for 50,000 finished)."""
+    counts: dict[str, dict[str, int]] = {name: {} for name in ALL_QUEUES}
+    for status in ("todo", "doing"):
+        found = _procrastinate(tx, "list_queues", **(NO_FILTER | {"status": status}))
+        for row in found:
+            counts.setdefault(row["name"], {})[status] = int(row["jobs_count"])
+    return tuple(QueueDepth(name, **found) for name, found in counts.items())
+
+
+def _workers(tx: Transaction, running: list[Task]) -> tuple[WorkerSeen, ...]:
+    rows = tx.execute(
+        "SELECT id, last_heartbeat, EXTRACT(EPOCH FROM NOW() - last_heartbeat)"
+        " FROM procrastinate_workers WHERE last_heartbeat >= NOW() - make_interval(secs => ?)"
+        " ORDER BY id",
+        (SEEN_WITHIN_S,),
+    ).fetchall()
+    return tuple(
+        WorkerSeen(
+            id=int(worker),
+            last_heartbeat=heartbeat,
+            silent_s=max(0.0, float(silent)),
+            running=tuple(task for task in running if task.worker_id == worker),
+        )
+        for worker, heartbeat, silent in rows
+    )
+
+
+def _procrastinate(tx: Transaction, query: str, **arguments: Any) -> list[dict[str, Any]]:
+    """One of Procrastinate's named queries, through its connector, on the store's
+    connection (no pool of its own is ever opened). A database error comes back as
+    psycopg raised it, for the store to handle as any other."""
+    import psycopg
+    from procrastinate import exceptions, sql
+
+    try:
+        return _job_manager().connector.execute_query_all_with_connection(
+            tx.connection, sql.queries[query], **arguments
+        )
+    except exceptions.ConnectorException as exc:
+        if isinstance(exc.__cause__, psycopg.Error):
+            raise exc.__cause__ from None
+        raise StoreError(f"the work queue could not be read: {exc}") from None

@@ -1,4 +1,5 @@
-"""Read-only views of the job store and of a job's files, for ``status`` and ``show``."""
+"""Read-only views of the job store, of a job's files and of the work queue, for
+``status`` and ``show``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from .config import Config
 from .draft import load_draft, passage_span
-from .errors import StateError
+from .errors import ConfigError, StateError
+from .queue import queue_status
 from .stages.transcription import draft_path, transcript_path
 from .store import open_store
 from .store.audit import operator_id
@@ -32,6 +34,19 @@ def list_jobs(config: Config, *, client: str | None = None) -> list[dict[str, An
     with open_store(config) as store:
         jobs = store.jobs(client=client)
     return [{key: job.as_dict()[key] for key in STATUS_FIELDS} for job in jobs]
+
+
+def platform_status(config: Config) -> dict[str, Any]:
+    """The work queue of platform mode (see :func:`~transcribe.queue.queue_status`):
+    job ids and task names only, so it can be pasted into a ticket or a chat."""
+    if not config.platform:
+        raise ConfigError(
+            "the work queue exists only in platform mode: here watch and batch do the"
+            " work, and `transcribe status` lists it all",
+            hint="platform mode is [store] url = a PostgreSQL server and [queue] enabled = true",
+        )
+    with open_store(config) as store:
+        return store.atomic(lambda tx: queue_status(tx, config)).as_dict()
 
 
 def load_job_draft(config: Config, job_id: str) -> dict[str, Any]:
