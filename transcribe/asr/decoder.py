@@ -90,7 +90,7 @@ class _Job:
     seek: int = 0  # mel frames into the window
     tokens: list[int] = field(default_factory=list)
     done: bool = False
-    until_s: float | None = None  # decode this far into the window (None: its speech)
+    reach_s: float = 0.0  # complete once this far into the window (at most its speech)
 
 
 def encode_windows(model: Any, windows: Sequence[Window], batch_size: int) -> float:
@@ -136,7 +136,12 @@ def decode_windows(
     encoded = {p: tokenizer.encode(" " + p.strip()) for p in set(own) if p}
     ends = list(until_s) if until_s is not None else [None] * len(windows)
     jobs = [
-        _Job(w, WindowText(w, p, request.temperature), encoded[p] if p else [], until_s=end)
+        _Job(
+            w,
+            WindowText(w, p, request.temperature),
+            encoded[p] if p else [],
+            reach_s=w.voiced_s if end is None else min(end, w.voiced_s),
+        )
         for w, p, end in zip(windows, own, ends, strict=True)
     ]
     for _ in range(MAX_ROUNDS):
@@ -300,8 +305,7 @@ def _advance(
         job.tokens += segment["tokens"]  # timestamps included, as faster-whisper prompts
         job.result.segments.append(_on_file_clock(job.window, segment))
     job.seek = seek
-    reach = job.window.voiced_s if job.until_s is None else min(job.until_s, job.window.voiced_s)
-    frames = min(job.window.features(model).shape[-1], reach * FRAMES_PER_S)
+    frames = min(job.window.features(model).shape[-1], job.reach_s * FRAMES_PER_S)
     job.done = seek >= frames - FINISHED_FRAMES
 
 

@@ -195,24 +195,25 @@ def _refocus(
     """Decode again, with the terms nearly heard leading the prompt, where they were
     heard: each file has its own prompt, and the windows of all files are decoded
     together (prompts of one length share a batch)."""
-    targets: list[Window] = []
-    heard: dict[tuple[int, int], list[Retrieved]] = {}
+    heard: dict[Window, list[Retrieved]] = {}
     for number, decoding in enumerate(files):
-        found = _plan_refocus(decoding, [w for w in wave if w.file == number], settings)
-        for window, retrieved in found.items():
-            targets.append(window)
-            heard[window.file, window.index] = retrieved
+        heard |= _plan_refocus(decoding, [w for w in wave if w.file == number], settings)
     by_language: dict[str, list[Window]] = {}
-    for window in targets:
+    for window in heard:
         by_language.setdefault(files[window.file].language, []).append(window)
     for language, members in by_language.items():
-        plans = [files[w.file].refocused for w in members]
         request = Request(language, None, settings.beam_size, batch_size=settings.batch_size)
-        prompts = [plan.text if plan else None for plan in plans]
+        prompts = [_refocused(files[w.file]).text for w in members]
         reach = [_reach(files[w.file].texts[w.index]) for w in members]
         decoded = decode_windows(model, members, request, prompts, reach)
         for window, text in zip(members, decoded, strict=True):
-            _take_refocused(files[window.file], window, text, heard[window.file, window.index])
+            _take_refocused(files[window.file], window, text, heard[window])
+
+
+def _refocused(decoding: FileDecoding) -> PromptPlan:
+    """The file's refocused prompt, which :func:`_plan_refocus` built with its targets."""
+    assert decoding.refocused is not None
+    return decoding.refocused
 
 
 def _reach(first: WindowText) -> float | None:
@@ -261,8 +262,7 @@ def _take_refocused(
     decoding: FileDecoding, window: Window, text: WindowText, heard: Sequence[Retrieved]
 ) -> None:
     """Keep a window's refocused decoding where it gained a term, and say why not."""
-    plan = decoding.refocused
-    assert plan is not None
+    plan = _refocused(decoding)
     record = decoding.records[window.index]
     record["refocused"] = _summary(text, "refocused")
     record["refocused"]["terms_heard"] = [r.term.text for r in heard]

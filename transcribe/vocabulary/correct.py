@@ -426,10 +426,7 @@ class LexiconMatcher:
                 continue  # nothing would change, or a sure word would
             score = (spelling + fuzz.ratio(sound, self.sounds[index])) / 2
             if loose:
-                if any(
-                    flag and compact_key(w) in self.common
-                    for w, flag in zip(cores, changed, strict=True)
-                ):
+                if self._changes_common(cores, changed):
                     continue
                 needed = self.options.verify_min_score
             else:
@@ -450,8 +447,9 @@ class LexiconMatcher:
         rules apply as before). Respelling words one for one ("real function" ->
         "renal function") is left to the scores.
         """
-        if len(cores) <= len(term.text.split()):
-            return False
+        return len(cores) > len(term.text.split()) and self._changes_common(cores, changed)
+
+    def _changes_common(self, cores: list[str], changed: list[bool]) -> bool:
         return any(
             flag and compact_key(word) in self.common
             for word, flag in zip(cores, changed, strict=True)
