@@ -16,12 +16,13 @@ APT_PACKAGES := python3 python3-venv espeak-ng sox tmux age poppler-utils \
 MODEL := models/whisper-base/model.bin.sha256
 DEMO_HOME ?= demo
 
-.PHONY: help setup system-deps venv model demo test lint clean
+.PHONY: help setup system-deps venv model demo test lint gpu clean
 
 help:
 	@echo "make demo   set everything up and run the pipeline on sample dictations"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make lint   ruff over the code"
+	@echo "make gpu    on an NVIDIA GPU machine: the CUDA 12 libraries CTranslate2 opens"
 
 setup: system-deps venv model
 
@@ -55,6 +56,12 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The optional `gpu` extra (the CUDA 12 cuBLAS wheel, a 600 MB download) for a GPU worker; then
+# doctor's `gpu:` lines say what the worker would use. Not part of setup: CI has no GPU.
+gpu: venv
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[gpu]'
+	-$(PY) cli.py doctor
 
 clean:
 	rm -rf $(VENV) models/whisper-base $(DEMO_HOME) .pytest_cache .ruff_cache

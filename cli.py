@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transcribe import __version__
@@ -174,7 +175,8 @@ def worker(
         typer.Option(
             "--queue",
             help="Take tasks from this queue: transcribe, transcribe-gpu or letters;"
-            " repeat as needed [default: all three].",
+            " repeat as needed [default: transcribe and letters, and transcribe-gpu"
+            " on a machine with a CUDA GPU].",
             show_default=False,
         ),
     ] = None,
@@ -559,7 +561,7 @@ def doctor(
                 if check.ok
                 else ("[red]MISSING[/]" if check.required else "[yellow]absent[/]")
             )
-            table.add_row(mark, check.name, check.detail)
+            table.add_row(mark, check.name, escape(check.detail))
         out.print(f"transcribe {__version__}")
         out.print(table)
     if not all(c.ok for c in checks if c.required):

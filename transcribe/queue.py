@@ -43,6 +43,16 @@ QUEUES = (*TRANSCRIBE_QUEUES, LETTERS_QUEUE)
 PRIORITIES = {"urgent": 10, "normal": 0}
 
 
+def default_queues(on_gpu: bool) -> tuple[str, ...]:
+    """The queues of a ``transcribe worker`` started without ``--queue``, by what the
+    machine decodes on. A GPU machine takes ``transcribe-gpu`` and helps with
+    ``transcribe`` too (the default ``[queue] transcribe``: a lone GPU worker must not
+    leave it waiting). A CPU machine leaves ``transcribe-gpu`` to the GPUs: dictations
+    were sent there to be decoded fast. Both write letters, as one worker did before."""
+    cpu, gpu = TRANSCRIBE_QUEUES
+    return (gpu, cpu, LETTERS_QUEUE) if on_gpu else (cpu, LETTERS_QUEUE)
+
+
 @cache
 def _job_manager() -> Any:
     """A JobManager whose connector is never opened: every deferral here passes the

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import TranscriptionConfig
 from ..errors import ModelError
+from . import cuda
 from .models import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
@@ -38,12 +39,17 @@ def available_cores() -> int:
 
 
 def cuda_device_count() -> int:
+    """GPUs CTranslate2 sees; where there are some, the CUDA 12 libraries it will open
+    are loaded first (:mod:`.cuda`), so a machine with only a newer CUDA finds them."""
     try:
         import ctranslate2
 
-        return int(ctranslate2.get_cuda_device_count())
+        count = int(ctranslate2.get_cuda_device_count())
     except Exception:
         return 0
+    if count:
+        cuda.preload()
+    return count
 
 
 def choose_device(config: TranscriptionConfig) -> DeviceChoice:
@@ -81,6 +87,8 @@ class WhisperEngine:
         return self._model
 
     def _load(self) -> Any:
+        if self.device.device == "cuda":
+            cuda.require()  # one line with the fix, not a failed first job
         started = time.perf_counter()
         try:
             from faster_whisper import WhisperModel

@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..asr.engine import WhisperEngine
+from ..asr.engine import WhisperEngine, choose_device
 from ..config import TRANSCRIBE_QUEUES, Config
 from ..errors import ConfigError, ModelError, StaleAttempt, StoreError
 from ..progress import NullReporter, Reporter
@@ -71,6 +71,7 @@ from ..queue import (
     QUEUES,
     STALLED_TASK,
     TRANSCRIBE_TASK,
+    default_queues,
 )
 from ..stages.letter import finish_approved
 from ..stages.transcription import transcribe_claimed
@@ -81,7 +82,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    queues: tuple[str, ...] = QUEUES
+    """``queues`` empty: the machine's default (:func:`~transcribe.queue.default_queues`)."""
+
+    queues: tuple[str, ...] = ()
     concurrency: int = 1
 
 
@@ -110,6 +113,16 @@ def check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(queues))
 
 
+def choose_queues(config: Config, asked: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The queues asked for, or this machine's default, and a few words on why, for
+    the start-up line: an operator should see that a GPU was (or was not) found."""
+    if asked:
+        return check_queues(asked), ""
+    on_gpu = choose_device(config.transcription).device == "cuda"
+    why = "the default with a CUDA GPU" if on_gpu else "the default without a CUDA GPU"
+    return default_queues(on_gpu), why
+
+
 class Runtime:
     """What the tasks of one worker process share: the config, one Whisper engine
     (loaded once; used by one task at a time, since concurrent transcriptions in
@@ -126,13 +139,14 @@ class Runtime:
         self._engine: WhisperEngine | None = None
         self._engine_lock = threading.Lock()
 
-    def load_engine(self) -> None:
+    def load_engine(self) -> WhisperEngine:
         """At start-up, so a missing or broken model stops the worker in one line
         instead of failing task after task."""
         with self._engine_lock:
             if self._engine is None:
                 self._engine = self.engine_factory()
             self._engine.load()
+            return self._engine
 
     @contextmanager
     def engine(self) -> Iterator[WhisperEngine]:
@@ -259,14 +273,17 @@ def run_worker(
 ) -> None:
     """Run tasks from ``options.queues`` (and the maintenance queue) until stopped."""
     require_platform(config)
-    queues = check_queues(options.queues)
+    queues, why = choose_queues(config, options.queues)
     with open_store(config, actor="worker"):
         pass  # reachable and migrated, or one line that says what to do
     runtime = Runtime(config, engine_factory, reporter or NullReporter())
+    decoding = ""
     if any(queue in TRANSCRIBE_QUEUES for queue in queues):
-        runtime.load_engine()
+        device = runtime.load_engine().device
+        decoding = f", decoding on {device.device} {device.compute_type}"
     runtime.reporter.note(
-        f"worker {worker_id()} on {', '.join(queues)} (Ctrl-C stops after the running tasks)"
+        f"worker {worker_id()} on {', '.join(queues)}{f' ({why})' if why else ''}{decoding}"
+        " (Ctrl-C stops after the running tasks)"
     )
     asyncio.run(_serve(build_app(runtime, options.concurrency), runtime, queues, options))
 
