@@ -304,6 +304,7 @@ def test_expired_unknown_and_disabled_tokens_get_401(service: Service) -> None:
 
 
 def _status(service: Service, config_home: Path, *extra: str, password: str | None) -> Any:
+    """``status --server`` as a real process: no terminal, the password from the env."""
     env = {k: v for k, v in os.environ.items() if k != "TRANSCRIBE_PASSWORD"}
     env["XDG_CONFIG_HOME"] = str(config_home)
     if password is not None:
@@ -327,6 +328,15 @@ def _status(service: Service, config_home: Path, *extra: str, password: str | No
     )
 
 
+def _status_in_process(
+    service: Service, config_home: Path, *extra: str, password: str | None
+) -> Any:
+    """The same through CliRunner (no terminal either): an interpreter start cheaper."""
+    env = {"XDG_CONFIG_HOME": str(config_home), "TRANSCRIBE_PASSWORD": password}
+    args = ["status", "--server", service.url, "--user", "cli", *extra]
+    return runner.invoke(app, args, env=env)
+
+
 def test_status_server_json_lists_the_accounts_jobs_and_keeps_its_token(
     service: Service, tmp_path: Path
 ) -> None:
@@ -341,18 +351,18 @@ def test_status_server_json_lists_the_accounts_jobs_and_keeps_its_token(
     folder = tmp_path / "transcribe" / "tokens"
     (token_file,) = folder.iterdir()
     assert folder.stat().st_mode & 0o777 == 0o700 and token_file.stat().st_mode & 0o777 == 0o600
-    reused = _status(service, tmp_path, *ca, "--json", password=None)  # no password needed
-    assert reused.returncode == 0, reused.stderr
+    reused = _status_in_process(service, tmp_path, *ca, "--json", password=None)
+    assert reused.exit_code == 0, reused.output  # no password needed: the token was kept
     assert json.loads(reused.stdout) == rows
     assert len(service.events(action="login", detail="account cli")) == 1
     with open_store(service.config) as store:
         execute(store, "UPDATE sessions SET expires_at = ? WHERE account = 'cli'", 1.0)
-    stale = _status(service, tmp_path, *ca, "--json", password=None)
-    assert stale.returncode == 14 and "TRANSCRIBE_PASSWORD" in stale.stderr
-    untrusted = _status(service, tmp_path, "--json", password=PASSWORD)  # no --ca
-    assert untrusted.returncode == 14 and "--ca" in untrusted.stderr
-    wrong = _status(service, tmp_path / "other", *ca, password="not the password")
-    assert wrong.returncode == 14 and "wrong account name or password" in wrong.stderr
+    stale = _status_in_process(service, tmp_path, *ca, "--json", password=None)
+    assert stale.exit_code == 14 and "TRANSCRIBE_PASSWORD" in stale.output
+    untrusted = _status_in_process(service, tmp_path, "--json", password=PASSWORD)  # no --ca
+    assert untrusted.exit_code == 14 and "--ca" in untrusted.output
+    wrong = _status_in_process(service, tmp_path / "other", *ca, password="not the password")
+    assert wrong.exit_code == 14 and "wrong account name or password" in wrong.output
 
 
 # -- what the server writes, and what it refuses to start with ---------------------------

@@ -193,6 +193,7 @@ def login(store: JobStore, policy: ServerConfig, name: str, password: str) -> Lo
         raise LoginRefused("this account is disabled", status=403)
     token = secrets.token_urlsafe(32)
     session = Session(token_hash(token), name, now, now + policy.token_ttl_s, now)
+    store.drop_expired_sessions(now)  # logins are rare: the table stays small this way
     store.open_session(session)
     return Login(token, session.expires_at, account)
 
