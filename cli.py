@@ -218,6 +218,35 @@ def _warning_count(warnings: list[dict[str, str]]) -> str:
     return f"{len(warnings)} ({', '.join(w['code'] for w in warnings)})"
 
 
+def _password_source(user: str) -> Any:
+    """``$TRANSCRIBE_PASSWORD``, else a prompt (asked only when a login is needed)."""
+
+    def ask() -> str:
+        given = os.environ.get("TRANSCRIBE_PASSWORD")
+        if given:
+            return given
+        if not sys.stdin.isatty():
+            from transcribe.errors import ServiceError
+
+            raise ServiceError(
+                f"a password for {user} is needed and there is no terminal to ask it",
+                hint="set TRANSCRIBE_PASSWORD",
+            )
+        return str(typer.prompt(f"password for {user}", hide_input=True, err=True))
+
+    return ask
+
+
+def _remote_jobs(server: str, user: str | None, ca: Path | None) -> list[dict[str, Any]]:
+    from transcribe.errors import ConfigError
+    from transcribe.service.client import ServiceClient
+
+    if not user:
+        raise ConfigError("--server needs --user NAME (your account on that server)")
+    with ServiceClient(server, user, _password_source(user), ca=ca) as client:
+        return client.jobs()
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list of jobs.")] = False,
@@ -230,10 +259,38 @@ def status(
             " tasks); with --json, as one object.",
         ),
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Ask this `transcribe serve` (https://HOST:PORT) instead of the local"
+            " workspace: the jobs your account may see.",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Your account (with --server).")
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
+    ] = None,
 ) -> None:
     """Jobs and their states; in platform mode, the work queue after them."""
     from transcribe.status import list_jobs, platform_status
 
+    if server is not None:
+        with errors_to_exit():
+            if queues:
+                from transcribe.errors import ConfigError
+
+                raise ConfigError("--queues is read on the platform's machines, not --server")
+            rows = _remote_jobs(server, user, ca)
+        rows = [row for row in rows if client is None or row["client"] == client]
+        if as_json:
+            typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        else:
+            out.print(_status_table(rows) if rows else "no jobs")
+        return
     with errors_to_exit():
         config = _config()
         if queues:
@@ -805,6 +862,124 @@ def vocabulary_forget_author(
     with errors_to_exit(), _audited_store() as (config, store):
         gone = forget_author(config.paths.home, client, author, audit=store)
     _line(f"{client}: {gone.corrections} correction(s) and {gone.terms} term(s) forgotten")
+
+
+users_app = typer.Typer(
+    help="Accounts of the HTTPS service (`transcribe serve`).", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+
+
+def _new_password(name: str) -> str:
+    """From standard input when it is not a terminal (scripts), else asked twice."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt(f"new password for {name}", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    role: Annotated[str, typer.Option(help="secretary, author or admin.")],
+    clients: Annotated[
+        str, typer.Option(help="Comma-separated client ids whose jobs this account sees.")
+    ] = "",
+    author: Annotated[
+        str | None,
+        typer.Option(help="An author's name as the sidecars write it [default: NAME]."),
+    ] = None,
+) -> None:
+    """Add an account; the password is read from standard input, or asked twice."""
+    from transcribe.service.accounts import add_account, check_name
+
+    with errors_to_exit(), _audited_store() as (config, store):
+        check_name(name)
+        password = _new_password(name)
+        account = add_account(
+            config,
+            store,
+            name,
+            role=role,
+            clients=clients.split(","),
+            author=author,
+            password=password,
+        )
+    _line(f"account {account.name} added: {account.role} {','.join(account.clients)}".rstrip())
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+) -> None:
+    """Accounts, roles, clients, and whether they are disabled or locked."""
+    import time as _time
+
+    with errors_to_exit(), _audited_store() as (_, store):
+        accounts = store.accounts()
+    if as_json:
+        typer.echo(json.dumps([a.as_dict() for a in accounts], ensure_ascii=False, indent=2))
+        return
+    for account in accounts:
+        flags = []
+        if account.disabled:
+            flags.append("disabled")
+        if account.locked_until and account.locked_until > _time.time():
+            flags.append("locked")
+        who = f" ({account.author})" if account.author and account.author != account.name else ""
+        _line(
+            f"{account.name:<20} {account.role:<10} {','.join(account.clients) or '-':<30}"
+            f" {' '.join(flags)}{who}".rstrip()
+        )
+    if not accounts:
+        _line("no accounts: add one with `transcribe users add NAME --role ...`")
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """Refuse this account's logins from now on, and end the open ones (audited)."""
+    from transcribe.service.accounts import disable_account
+
+    with errors_to_exit(), _audited_store() as (_, store):
+        disable_account(store, name)
+    _line(f"account {name} disabled")
+
+
+@users_app.command("reset-password")
+def users_reset_password(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """A new password (standard input, or asked twice); unlocks the account (audited)."""
+    from transcribe.service.accounts import get_account, reset_password
+
+    with errors_to_exit(), _audited_store() as (_, store):
+        get_account(store, name)
+        reset_password(store, name, _new_password(name))
+    _line(f"account {name}: new password set, account unlocked, its logins ended")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: [server] host].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port [default: [server] port].")
+    ] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Plain HTTP, only with --host 127.0.0.1 (behind a local TLS proxy).",
+        ),
+    ] = False,
+) -> None:
+    """The HTTPS JSON API for secretaries and authors elsewhere (Ctrl-C stops it)."""
+    from transcribe.service.server import ServeOptions, server_url
+    from transcribe.service.server import serve as run_serve
+
+    with errors_to_exit():
+        config = _config()
+        options = ServeOptions(host=host, port=port, insecure_http=insecure_http)
+        err.print(f"serving {server_url(config, options)}", markup=False, highlight=False)
+        run_serve(config, options)
 
 
 @db_app.command("migrate")

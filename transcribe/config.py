@@ -170,6 +170,30 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """``transcribe serve``: where it listens, its TLS files, and how logins behave.
+
+    ``certificate`` (PEM, the chain a client checks) and ``private_key`` (owner-only)
+    are relative to the workspace. A login lasts ``token_ttl_s`` after its last use,
+    never more than ``token_max_s`` in all. Each failed login waits
+    ``failed_login_delay_s`` times the failures so far (at most 5 s) before it is
+    answered, and ``max_failed_logins`` in a row lock the account for ``lockout_s``.
+    A JSON body larger than ``max_json_kb`` is refused unread.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    certificate: str = "keys/server.pem"
+    private_key: str = "keys/server.key"
+    token_ttl_s: float = 900.0
+    token_max_s: float = 12 * 3600.0
+    max_failed_logins: int = 5
+    lockout_s: float = 900.0
+    failed_login_delay_s: float = 1.0
+    max_json_kb: float = 16.0
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
@@ -179,6 +203,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def client(self, client_id: str) -> ClientConfig | None:
         return self.clients.get(client_id)
@@ -428,6 +453,29 @@ def _queue(raw: dict[str, Any], store: StoreConfig) -> QueueConfig:
     )
 
 
+def _server(raw: dict[str, Any]) -> ServerConfig:
+    """``[server]``; the private key's passphrase, if any, never goes here."""
+    defaults = ServerConfig()
+    _check_keys("server", raw, set(defaults.__dataclass_fields__))
+    values: dict[str, Any] = {}
+    for key in ("host", "certificate", "private_key"):
+        values[key] = raw.get(key, getattr(defaults, key))
+        if not isinstance(values[key], str) or not values[key]:
+            raise ConfigError(f"[server] {key} must be a non-empty string")
+    for key in ("port", "max_failed_logins"):
+        value = raw.get(key, getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ConfigError(f"[server] {key} must be a whole number 1..65535, not {value!r}")
+        values[key] = value
+    for key in ("token_ttl_s", "token_max_s", "lockout_s", "max_json_kb"):
+        values[key] = _number("server", key, raw.get(key, getattr(defaults, key)), minimum=1.0)
+    delay = raw.get("failed_login_delay_s", defaults.failed_login_delay_s)
+    values["failed_login_delay_s"] = _number("server", "failed_login_delay_s", delay)
+    if values["token_max_s"] < values["token_ttl_s"]:
+        raise ConfigError("[server] token_max_s must be at least token_ttl_s")
+    return ServerConfig(**values)
+
+
 def _client(client_id: str, raw: Any) -> ClientConfig:
     section = f"clients.{client_id}"
     if not CLIENT_ID.match(client_id):
@@ -465,6 +513,7 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
             "files",
             "store",
             "queue",
+            "server",
         },
     )
     clients = {cid: _client(cid, value) for cid, value in _table(raw, "clients").items()}
@@ -478,6 +527,7 @@ def parse_config(home: Path, raw: dict[str, Any]) -> Config:
         files=_files(_table(raw, "files")),
         store=store,
         queue=_queue(_table(raw, "queue"), store),
+        server=_server(_table(raw, "server")),
     )
 
 

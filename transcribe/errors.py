@@ -112,3 +112,21 @@ class FileStoreError(TranscribeError):
 
 class FileMissing(FileStoreError):
     """No object under that key: never stored, or deleted (callers may treat it apart)."""
+
+
+class ServiceError(TranscribeError):
+    """The HTTPS service cannot be started, reached or trusted, or refused a request
+    (wrong password, locked account, expired login, a job this account may not see)."""
+
+    exit_code = 14
+
+
+class AccountError(TranscribeError):
+    """An account of the service cannot be added or changed as asked: unknown or
+    taken name, unknown role or client, a password too short."""
+
+    exit_code = 15
+
+
+class AccountNotFound(AccountError):
+    """No account with that name."""

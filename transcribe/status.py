@@ -10,7 +10,7 @@ from .draft import load_draft, passage_span
 from .errors import ConfigError, StateError
 from .queue import queue_status
 from .stages.transcription import draft_path, transcript_path
-from .store import open_store
+from .store import Job, open_store
 from .store.audit import operator_id
 
 STATUS_FIELDS = (
@@ -30,10 +30,16 @@ STATUS_FIELDS = (
 )
 
 
+def status_row(job: Job) -> dict[str, Any]:
+    """One job as ``status --json`` lists it, locally or from the service."""
+    data = job.as_dict()
+    return {key: data[key] for key in STATUS_FIELDS}
+
+
 def list_jobs(config: Config, *, client: str | None = None) -> list[dict[str, Any]]:
     with open_store(config) as store:
         jobs = store.jobs(client=client)
-    return [{key: job.as_dict()[key] for key in STATUS_FIELDS} for job in jobs]
+    return [status_row(job) for job in jobs]
 
 
 def platform_status(config: Config) -> dict[str, Any]:

@@ -83,6 +83,21 @@ transcribe = "transcribe"  # where dictations are queued: transcribe (CPU) | tra
 heartbeat_s = 10           # a worker says it is alive this often
 stalled_after_s = 60       # silent this long, it is taken for dead: its job runs elsewhere
 check_stalled_s = 60       # how often workers look for the jobs of dead ones
+
+[server]
+# `transcribe serve`: the HTTPS API that secretaries and authors reach over the network
+# (accounts: `transcribe users add`). `init --demo` makes a TEST certificate for these
+# two files, and keys/demo-ca.pem for clients to trust: never use it for real.
+host = "127.0.0.1"
+port = 8443
+certificate = "keys/server.pem"   # PEM: the server's certificate, then its chain
+private_key = "keys/server.key"   # PEM, owner-only, not encrypted
+token_ttl_s = 900          # a login lasts this long after its last use...
+token_max_s = 43200        # ...and never longer than this in all
+max_failed_logins = 5      # failed logins in a row that lock an account...
+lockout_s = 900            # ...for this long (`users reset-password` unlocks it)
+failed_login_delay_s = 1.0 # each failed login is answered this much later per failure
+max_json_kb = 16           # a larger request body is refused unread
 """
 
 DEMO_CLIENTS = """
@@ -147,6 +162,7 @@ def init_workspace(home: Path, *, demo: bool = False) -> InitResult:
     if demo:
         _copy_demo_templates(config)
         _make_demo_certificate(config)
+        _make_demo_tls(config)
     if config.store.backend == "sqlite":
         open_store(config).close()  # a server's schema is made by `transcribe db migrate`
     return InitResult(home=home, created_config=created, clients=tuple(config.clients))
@@ -197,6 +213,13 @@ def _make_demo_certificate(config: Config) -> None:
         holder="Secrétariat de démonstration",
         organisation="Transcribe demo",
     )
+
+
+def _make_demo_tls(config: Config) -> None:
+    """A TEST certificate for `transcribe serve`, and keys/demo-ca.pem for its clients."""
+    from .service.tls import make_demo_tls
+
+    make_demo_tls(config)
 
 
 def open_workspace(home: Path) -> Config:

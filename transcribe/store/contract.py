@@ -34,7 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from .model import ArchiveEntry, Job, JobState
+from .model import Account, ArchiveEntry, Job, JobState, Session
 
 T = TypeVar("T")
 
@@ -254,6 +254,59 @@ class JobStore(ABC):
     @abstractmethod
     def find_by_terms(self, kind: str, terms: set[str]) -> set[str]:
         """Jobs whose blind index holds every one of ``terms`` for ``kind``."""
+
+    # -- accounts and logins of the HTTPS service -------------------------------------
+    #
+    # The rules (hashing, lockout, token lifetimes, who sees what) live in
+    # transcribe/service/; the store keeps the rows and audits every change with them.
+
+    @abstractmethod
+    def add_account(self, account: Account) -> None:
+        """Create an account with its ``account-add`` audit entry; a taken name is
+        refused (:class:`~transcribe.errors.StoreConflict`)."""
+
+    @abstractmethod
+    def account(self, name: str) -> Account | None: ...
+
+    @abstractmethod
+    def accounts(self) -> list[Account]:
+        """Every account, by name."""
+
+    @abstractmethod
+    def change_account(
+        self,
+        name: str,
+        action: str,
+        *,
+        detail: str | None = None,
+        end_sessions: bool = False,
+        **values: Any,
+    ) -> Account:
+        """Change an account's columns with an ``action`` audit entry, in one
+        transaction; ``end_sessions`` also ends all its logins (disabled, new
+        password). :class:`~transcribe.errors.AccountNotFound` when there is none."""
+
+    @abstractmethod
+    def count_failed_login(self, name: str, *, limit: int, lock_s: float) -> Account:
+        """One more failed login, counted under the row lock so that concurrent
+        guesses all count; at ``limit`` the account is locked for ``lock_s`` seconds
+        and the count starts again. Audited (``login-failed``, ``account-locked``)."""
+
+    @abstractmethod
+    def open_session(self, session: Session) -> None:
+        """A successful login: the session row, the failure count cleared, the
+        account's ``last_login_at``, and a ``login`` audit entry, together."""
+
+    @abstractmethod
+    def session(self, token_hash: str) -> Session | None: ...
+
+    @abstractmethod
+    def renew_session(self, token_hash: str, *, expires_at: float, used_at: float) -> None:
+        """Move a live session's expiry on (a login stays open while it is used)."""
+
+    @abstractmethod
+    def drop_expired_sessions(self, now: float) -> int:
+        """Forget sessions past their expiry; returns how many."""
 
     # -- maintenance ----------------------------------------------------------------
 

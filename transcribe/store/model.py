@@ -211,3 +211,86 @@ def check_attempt(job: Job, expected: int | None) -> None:
             f"job {job.id} is at attempt {job.attempts}, not {expected}: a newer run"
             " has it, so this run's result is dropped"
         )
+
+
+# -- accounts of the HTTPS service ----------------------------------------------------
+
+#: What an account may do (transcribe/service/rights.py says what each one sees).
+ROLES = ("secretary", "author", "admin")
+
+ACCOUNT_COLUMNS = (
+    "name",
+    "role",
+    "clients",
+    "author",
+    "password_hash",
+    "disabled",
+    "failed_logins",
+    "locked_until",
+    "created_at",
+    "updated_at",
+    "last_login_at",
+)
+
+SESSION_COLUMNS = ("token_hash", "account", "created_at", "expires_at", "used_at")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person who reaches the service: a row of ``accounts``, read-only.
+
+    ``author`` is the author's name as the sidecars write it (``jobs.author``), so an
+    author account sees the dictations recorded under that name. Only an argon2id hash
+    of the password is kept, never the password.
+    """
+
+    name: str
+    role: str
+    clients: tuple[str, ...]
+    author: str | None
+    password_hash: str
+    disabled: bool
+    failed_logins: int
+    locked_until: float | None
+    created_at: float
+    updated_at: float
+    last_login_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Account:
+        values = dict(zip(ACCOUNT_COLUMNS, row, strict=True))
+        values["clients"] = tuple(json.loads(values["clients"] or "[]"))
+        values["disabled"] = bool(values["disabled"])
+        return cls(**values)
+
+    def row(self) -> dict[str, Any]:
+        """The values as stored: the client list as JSON text, the flag as 0/1."""
+        values = {name: getattr(self, name) for name in ACCOUNT_COLUMNS}
+        values["clients"] = json.dumps(list(self.clients))
+        values["disabled"] = int(self.disabled)
+        return values
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``users list --json``: everything but the hash."""
+        data = {name: getattr(self, name) for name in ACCOUNT_COLUMNS if name != "password_hash"}
+        data["clients"] = list(self.clients)
+        for stamp in ("locked_until", "created_at", "updated_at", "last_login_at"):
+            if data[stamp] is not None:
+                data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class Session:
+    """A login: the SHA-256 of its bearer token (never the token), its account, and
+    until when it holds; each use moves ``expires_at`` on, up to a maximum life."""
+
+    token_hash: str
+    account: str
+    created_at: float
+    expires_at: float
+    used_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Session:
+        return cls(*row)

@@ -141,6 +141,30 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 2: the work queue of platform mode (Procrastinate's schema)
     procrastinate_schema,
+    # 3: SQLite's migration 5: accounts of the HTTPS service and their logins
+    """
+    CREATE TABLE accounts (
+        name          TEXT COLLATE "C" PRIMARY KEY,
+        role          TEXT NOT NULL,
+        clients       TEXT NOT NULL DEFAULT '[]',
+        author        TEXT,
+        password_hash TEXT NOT NULL,
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  DOUBLE PRECISION,
+        created_at    DOUBLE PRECISION NOT NULL,
+        updated_at    DOUBLE PRECISION NOT NULL,
+        last_login_at DOUBLE PRECISION
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT COLLATE "C" PRIMARY KEY,
+        account    TEXT NOT NULL REFERENCES accounts(name),
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        used_at    DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX sessions_account ON sessions(account)
+    """,
 )
 
 

@@ -12,21 +12,26 @@ one is taking.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import JobNotFound, StateError
+from ..errors import AccountNotFound, JobNotFound, StateError
 from .contract import ChangeHook, JobStore, Transaction
 from .model import (
+    ACCOUNT_COLUMNS,
     ALLOWED,
     ARCHIVE_COLUMNS,
     EVENT_COLUMNS,
     JOB_COLUMNS,
+    SESSION_COLUMNS,
+    Account,
     ArchiveEntry,
     Job,
     JobState,
+    Session,
     check_attempt,
     claim_is_stale,
     job_values,
@@ -34,6 +39,8 @@ from .model import (
 )
 
 JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
+ACCOUNT_SELECT = f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts"
+SESSION_SELECT = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions"
 QUEUE_ORDER = " ORDER BY priority = 'urgent' DESC, created_at, id"
 #: audit entries read per query by :meth:`SqlJobStore.iter_events`
 EVENT_PAGE = 5000
@@ -433,3 +440,118 @@ class SqlJobStore(JobStore):
             (kind, *sorted(terms), len(terms)),
         )
         return {row[0] for row in rows}
+
+    # -- accounts and logins of the HTTPS service -------------------------------------
+
+    def add_account(self, account: Account) -> None:
+        values = account.row()
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+
+        def body(tx: Transaction) -> None:
+            tx.execute(f"INSERT INTO accounts ({columns}) VALUES ({marks})", tuple(values.values()))
+            clients = ",".join(account.clients) or "-"
+            self._event("account-add", None, detail=f"{account.name} {account.role} {clients}")
+
+        self.atomic(body)
+
+    def account(self, name: str) -> Account | None:
+        row = self._one(ACCOUNT_SELECT + " WHERE name = ?", (name,))
+        return Account.from_row(row) if row else None
+
+    def accounts(self) -> list[Account]:
+        return [Account.from_row(row) for row in self._all(ACCOUNT_SELECT + " ORDER BY name")]
+
+    def _account(self, name: str) -> Account:
+        """The account's row, locked for the change that follows."""
+        row = self._one(ACCOUNT_SELECT + " WHERE name = ?" + self.lock_rows, (name,))
+        if row is None:
+            raise AccountNotFound(f"no account {name!r}", hint="see `transcribe users list`")
+        return Account.from_row(row)
+
+    def _set_account(self, name: str, values: dict[str, Any]) -> None:
+        unknown = set(values) - set(ACCOUNT_COLUMNS)
+        if unknown:
+            raise ValueError(f"no account column {sorted(unknown)[0]!r}")
+        stored = {
+            key: json.dumps(list(value)) if key == "clients" else value
+            for key, value in values.items()
+        }
+        if "disabled" in stored:
+            stored["disabled"] = int(stored["disabled"])
+        stored["updated_at"] = time.time()
+        assignments = ", ".join(f"{key} = ?" for key in stored)
+        self.execute_in_transaction(
+            f"UPDATE accounts SET {assignments} WHERE name = ?", (*stored.values(), name)
+        )
+
+    def change_account(
+        self,
+        name: str,
+        action: str,
+        *,
+        detail: str | None = None,
+        end_sessions: bool = False,
+        **values: Any,
+    ) -> Account:
+        def body(tx: Transaction) -> Account:
+            self._account(name)
+            if values:
+                self._set_account(name, values)
+            if end_sessions:
+                tx.execute("DELETE FROM sessions WHERE account = ?", (name,))
+            self._event(action, None, detail=f"account {name}" + (f": {detail}" if detail else ""))
+            return self._account(name)
+
+        return self.atomic(body)
+
+    def count_failed_login(self, name: str, *, limit: int, lock_s: float) -> Account:
+        def body(_tx: Transaction) -> Account:
+            account = self._account(name)
+            failures = account.failed_logins + 1
+            self._event("login-failed", None, detail=f"account {name}, failure {failures}")
+            if failures < limit:
+                self._set_account(name, {"failed_logins": failures})
+            else:
+                until = time.time() + lock_s
+                self._set_account(name, {"failed_logins": 0, "locked_until": until})
+                self._event("account-locked", None, detail=f"account {name} for {lock_s:.0f} s")
+            return self._account(name)
+
+        return self.atomic(body)
+
+    def open_session(self, session: Session) -> None:
+        values = {column: getattr(session, column) for column in SESSION_COLUMNS}
+        marks = ", ".join("?" for _ in values)
+
+        def body(tx: Transaction) -> None:
+            self._account(session.account)
+            tx.execute(
+                f"INSERT INTO sessions ({', '.join(values)}) VALUES ({marks})",
+                tuple(values.values()),
+            )
+            self._set_account(
+                session.account,
+                {"failed_logins": 0, "locked_until": None, "last_login_at": session.created_at},
+            )
+            self._event("login", None, detail=f"account {session.account}")
+
+        self.atomic(body)
+
+    def session(self, token_hash: str) -> Session | None:
+        row = self._one(SESSION_SELECT + " WHERE token_hash = ?", (token_hash,))
+        return Session.from_row(row) if row else None
+
+    def renew_session(self, token_hash: str, *, expires_at: float, used_at: float) -> None:
+        self.atomic(
+            lambda tx: tx.execute(
+                "UPDATE sessions SET expires_at = ?, used_at = ? WHERE token_hash = ?",
+                (expires_at, used_at, token_hash),
+            )
+        )
+
+    def drop_expired_sessions(self, now: float) -> int:
+        cursor = self.atomic(
+            lambda tx: tx.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+        )
+        return int(cursor.rowcount)

@@ -99,6 +99,31 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN warnings TEXT
     """,
+    # 5: accounts of the HTTPS service (argon2id hashes, lockout after failed logins)
+    # and their logins (only a SHA-256 of each bearer token, with its expiry)
+    """
+    CREATE TABLE accounts (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        clients       TEXT NOT NULL DEFAULT '[]',
+        author        TEXT,
+        password_hash TEXT NOT NULL,
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  REAL,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL,
+        last_login_at REAL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        account    TEXT NOT NULL REFERENCES accounts(name),
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at    REAL NOT NULL
+    );
+    CREATE INDEX sessions_account ON sessions(account)
+    """,
 )
 
 

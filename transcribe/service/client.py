@@ -1,0 +1,181 @@
+"""The client side of the service, for the command line (``status --server``).
+
+A login token is kept owner-only under the user's config folder
+(``$XDG_CONFIG_HOME/transcribe/tokens/``, else ``~/.config/transcribe/tokens/``), one
+file per server and account, and reused until it expires, so a script does not send
+the password with every command. A token the server no longer takes (expired,
+account disabled, server restarted with a new store) is dropped and the password
+asked for once more.
+
+The server's certificate is checked against the system's trusted authorities, or
+against ``--ca FILE`` only (the demo's ``keys/demo-ca.pem``). A password is never
+sent over plain HTTP except to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import JobNotFound, ServiceError
+from ..fsutil import atomic_write_text
+from .openapi import API_PREFIX, SESSION_HEADER
+
+PasswordSource = Callable[[], str]
+
+
+def config_folder() -> Path:
+    """``$XDG_CONFIG_HOME/transcribe``, else ``~/.config/transcribe``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "transcribe"
+
+
+def check_server_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ServiceError(f"server {url!r}: expected https://HOST[:PORT]")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ServiceError("the server URL takes no user, password, query or fragment")
+    if parts.scheme == "http" and parts.hostname != "127.0.0.1":
+        raise ServiceError(
+            f"refusing to send a password over plain HTTP to {parts.hostname}",
+            hint="use https://",
+        )
+    return url.rstrip("/")
+
+
+def tls_context(ca: Path | None) -> ssl.SSLContext:
+    """The system's trusted authorities, or only ``ca``."""
+    if ca is None:
+        return ssl.create_default_context()
+    if not ca.is_file():
+        raise ServiceError(f"no certificate file {ca}")
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise ServiceError(f"{ca} is not a PEM certificate: {exc.reason}") from None
+
+
+class TokenCache:
+    """One owner-only JSON file per server and account."""
+
+    def __init__(self, folder: Path, server: str, user: str) -> None:
+        key = hashlib.sha256(f"{server}\n{user}".encode()).hexdigest()[:32]
+        self.folder = folder / "tokens"
+        self.path = self.folder / f"{key}.json"
+        self.server, self.user = server, user
+
+    def load(self) -> str | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if data.get("server") != self.server or data.get("user") != self.user:
+            return None
+        if not isinstance(data.get("expires_at"), int | float) or data["expires_at"] <= time.time():
+            return None
+        token = data.get("token")
+        return token if isinstance(token, str) else None
+
+    def save(self, token: str, expires_at: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.folder, 0o700)
+        data = {"server": self.server, "user": self.user, "token": token, "expires_at": expires_at}
+        atomic_write_text(self.path, json.dumps(data) + "\n", mode=0o600)
+
+    def drop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class ServiceClient:
+    """Requests to one server as one account; logs in when it must."""
+
+    def __init__(
+        self,
+        server: str,
+        user: str,
+        password: PasswordSource,
+        *,
+        ca: Path | None = None,
+        folder: Path | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.server = check_server_url(server)
+        self.user = user
+        self.password = password
+        self.cache = TokenCache(folder or config_folder(), self.server, user)
+        verify: ssl.SSLContext | bool = tls_context(ca)
+        self.http = httpx.Client(base_url=self.server, verify=verify, timeout=timeout_s)
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, API_PREFIX + path, **kwargs)
+        except httpx.ConnectError as exc:
+            hint = None
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = "the server's certificate is not trusted here: pass --ca FILE"
+            raise ServiceError(f"cannot reach {self.server}: {exc}", hint=hint) from None
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"request to {self.server} failed: {exc}") from None
+
+    def login(self) -> str:
+        answer = self._send("POST", "/login", json={"name": self.user, "password": self.password()})
+        if answer.status_code != 200:
+            raise ServiceError(f"{self.server} refused the login: {_reason(answer)}")
+        data = answer.json()
+        self.cache.save(data["token"], float(data["expires_at"]))
+        return str(data["token"])
+
+    def request(self, method: str, path: str) -> Any:
+        """The JSON answer to an authenticated request; a stale token is replaced once."""
+        token = self.cache.load()
+        fresh = token is None
+        for _ in range(2):
+            if token is None:
+                token = self.login()
+            answer = self._send(method, path, headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code == 401 and not fresh:
+                self.cache.drop()
+                token, fresh = None, True
+                continue
+            break
+        if answer.status_code == 404:
+            raise JobNotFound(f"{self.server}: {_reason(answer)}")
+        if answer.status_code != 200:
+            raise ServiceError(f"{self.server} refused: {_reason(answer)}")
+        expires = answer.headers.get(SESSION_HEADER, "")
+        if expires.isdigit():
+            self.cache.save(token, float(expires))
+        return answer.json()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/jobs"))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/jobs/{job_id}"))
+
+
+def _reason(answer: httpx.Response) -> str:
+    """The server's one line, or the status when the answer is not ours."""
+    try:
+        message = answer.json().get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{message} (HTTP {answer.status_code})" if message else f"HTTP {answer.status_code}"

@@ -1,0 +1,168 @@
+"""The API's OpenAPI 3.1 description, written by hand next to the endpoints.
+
+Served at ``/api/v1/openapi.json`` and kept in ``docs/openapi.json``; a test checks
+that the two agree and that every route is described, so the file in ``docs/`` is
+what the server does. Regenerate it with ``python -m transcribe.service.openapi``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..status import STATUS_FIELDS
+
+API_PREFIX = "/api/v1"
+#: on every authenticated answer: until when (epoch seconds) the login now holds
+SESSION_HEADER = "X-Session-Expires"
+DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, ref: str, *, array: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{ref}"}
+    if array:
+        schema = {"type": "array", "items": schema}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+UNAUTHORIZED = _error("No login token, or an expired or unknown one: log in again")
+ADMIN = _error("An admin account manages accounts and reads no job")
+
+JOB_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string"},
+    "client": {"type": "string"},
+    "state": {"type": "string"},
+    "source": {"type": "string", "description": "the dropped file's name"},
+    "reason": {"type": ["string", "null"]},
+    "priority": {"type": "string", "enum": ["urgent", "normal"]},
+    "language": {"type": ["string", "null"]},
+    "duration_s": {"type": ["number", "null"]},
+    "duplicate_of": {"type": ["string", "null"]},
+    "attempts": {"type": "integer"},
+    "created_at": {"type": "string", "format": "date-time"},
+    "updated_at": {"type": "string", "format": "date-time"},
+    "warnings": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "text": {"type": "string"}},
+        },
+    },
+}
+assert tuple(JOB_PROPERTIES) == STATUS_FIELDS  # the shape of `transcribe status --json`
+
+
+def openapi_schema() -> dict[str, Any]:
+    security = [{"bearer": []}]
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "transcribe service",
+            "version": __version__,
+            "description": 'Dictation jobs over HTTPS. Errors are {"error": "one line"}.',
+        },
+        "paths": {
+            f"{API_PREFIX}/login": {
+                "post": {
+                    "summary": "Log in: a bearer token, renewed while it is used",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Login"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("Logged in", "Token"),
+                        "400": _error("Not a JSON object with name and password, or too large"),
+                        "401": _error("Wrong account name or password"),
+                        "403": _error("The account is disabled"),
+                        "429": _error("Too many failed logins: the account is locked for a while"),
+                    },
+                }
+            },
+            f"{API_PREFIX}/jobs": {
+                "get": {
+                    "summary": "The jobs this account may see (audited)",
+                    "security": security,
+                    "responses": {
+                        "200": _json("Jobs, urgent first, then oldest", "Job", array=True),
+                        "401": UNAUTHORIZED,
+                        "403": ADMIN,
+                    },
+                }
+            },
+            f"{API_PREFIX}/jobs/{{job_id}}": {
+                "get": {
+                    "summary": "One job (audited)",
+                    "security": security,
+                    "parameters": [job_id],
+                    "responses": {
+                        "200": _json("The job", "Job"),
+                        "400": _error("Not a job id"),
+                        "401": UNAUTHORIZED,
+                        "403": ADMIN,
+                        "404": _error("No such job, or not one this account may see (audited)"),
+                    },
+                }
+            },
+            f"{API_PREFIX}/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "Login": {
+                    "type": "object",
+                    "required": ["name", "password"],
+                    "properties": {"name": {"type": "string"}, "password": {"type": "string"}},
+                },
+                "Token": {
+                    "type": "object",
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type": {"const": "bearer"},
+                        "expires_at": {"type": "number", "description": "epoch seconds"},
+                        "account": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "role": {"enum": ["secretary", "author", "admin"]},
+                                "clients": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "Job": {"type": "object", "properties": JOB_PROPERTIES},
+            },
+        },
+    }
+
+
+def openapi_text() -> str:
+    return json.dumps(openapi_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS_FILE
+    target.write_text(openapi_text(), encoding="utf-8")
+    print(f"wrote {target}")
