@@ -982,6 +982,34 @@ def serve(
         run_serve(config, options)
 
 
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="The dictation (its sidecar beside it goes too).")],
+    server: Annotated[
+        str, typer.Option("--server", help="The `transcribe serve` to send it to (https://...).")
+    ],
+    user: Annotated[str, typer.Option("--user", help="Your account on that server.")],
+    client: Annotated[
+        str | None, typer.Option(help="The client it is for [default: your account's only one].")
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="Who dictated (over the sidecar's).")] = None,
+    urgent: Annotated[bool, typer.Option("--urgent", help="Priority: urgent.")] = False,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
+    ] = None,
+) -> None:
+    """Send a dictation to a server: prints its job id and state (sending again is safe)."""
+    from transcribe.service.client import ServiceClient, sidecar_fields
+
+    with errors_to_exit():
+        fields = sidecar_fields(file, author=author, urgent=urgent)
+        with ServiceClient(server, user, _password_source(user), ca=ca) as service:
+            job = service.submit(file, client, fields)
+    again = " (already received)" if job["outcome"] == "already-received" else ""
+    _line(f"{job['id']} {job['state']}{again}")
+
+
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Create or upgrade the job store's schema; each version is recorded."""

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,19 @@ def service(
         use_store(home, pg.url(database))
     config = load_config(home)
     jobs = _seed(config)
-    port = free_port()
     log = folder / "server.log"
+    try:
+        with running_server(home, log) as url:
+            yield Service(home, config, url, home / "keys" / "demo-ca.pem", log, jobs)
+    finally:
+        if database is not None:
+            request.getfixturevalue("pg_server").drop_database(database)
+
+
+@contextmanager
+def running_server(home: Path, log: Path) -> Iterator[str]:
+    """``transcribe serve`` as a real process on a free port; its URL, until the end."""
+    port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -161,7 +173,7 @@ def service(
     url = f"https://127.0.0.1:{port}"
     try:
         _wait_until_up(url, home / "keys" / "demo-ca.pem", process, log)
-        yield Service(home, config, url, home / "keys" / "demo-ca.pem", log, jobs)
+        yield url
     finally:
         process.terminate()
         try:
@@ -169,8 +181,6 @@ def service(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if database is not None:
-            request.getfixturevalue("pg_server").drop_database(database)
 
 
 # -- the authorization matrix ---------------------------------------------------------

@@ -3,7 +3,8 @@
 Secretaries and authors reach the job store over the network through a JSON API
 (:mod:`.api`, served by uvicorn in :mod:`.server`, TLS from files in ``[server]``),
 with accounts and per-client rights (:mod:`.accounts`, :mod:`.rights`). The command-line
-clients (``status --server``) use :mod:`.client`. Nothing here touches the pipeline's
-stages: the service reads and changes jobs only through the job store's contract, so
-it runs the same on SQLite and on PostgreSQL.
+clients (``status --server``, ``submit``) use :mod:`.client`. The one stage the service
+runs is intake, for uploads (:mod:`.uploads`), exactly as for a dropped file; otherwise
+it reads and changes jobs only through the job store's contract, so it runs the same
+on SQLite and on PostgreSQL.
 """

@@ -5,7 +5,8 @@ Every answer is JSON; every refusal is ``{"error": "one line"}`` with its status
 that is not one; 401 without a live login token; 403 for a role that has no business
 there; 404 for a job that does not exist *or* that this account may not see (same
 answer, so ids cannot be probed; the attempt is audited); 429 while an account is
-locked.
+locked; 413 for an upload over the intake's size cap (from Content-Length, unread,
+or once a chunked body grows past it).
 
 Each request opens the job store in a worker thread, as the account it comes from
 (the audit trail's actor is ``api:NAME``), and closes it: a store is one per thread,
@@ -38,6 +39,17 @@ from ..store import JobStore, open_store
 from .accounts import Caller, LoginRefused, caller, login
 from .openapi import API_PREFIX, SESSION_HEADER, openapi_schema
 from .rights import may_read, may_read_jobs, visible_jobs
+from .uploads import (
+    StoredUpload,
+    UploadAnswer,
+    UploadForm,
+    UploadRefused,
+    check_declared_size,
+    clean_up,
+    read_form,
+    store_body,
+    take_upload,
+)
 
 log = logging.getLogger("transcribe.service")
 
@@ -210,6 +222,53 @@ class Api:
 
         return await run_in_threadpool(work)
 
+    async def dictations(self, request: Request) -> Response:
+        """An upload: checked from its headers, stored under the cap, then taken in.
+
+        Every refusal after the login is audited, with its one line (which names no
+        file and no patient); so is every upload that made or found a job.
+        """
+        token = bearer(request)
+        who = await run_in_threadpool(self._uploader, token)
+        try:
+            form = read_form(request.headers, who.account, self.config)
+            check_declared_size(request.headers, self.config)
+            upload = await store_body(request.stream(), form, self.config)
+        except UploadRefused as refused:
+            await run_in_threadpool(self._refused_upload, who, refused)
+            raise Refused(refused.status, refused.message) from None
+        try:
+            answer = await run_in_threadpool(self._take, who, form, upload)
+        except UploadRefused as refused:
+            log.warning("upload of account %s not taken in now", who.account.name)
+            raise Refused(refused.status, refused.message) from None
+        log.info("upload: account %s, job %s, %s", who.account.name, answer.job.id, answer.outcome)
+        status = 200 if answer.outcome == "already-received" else 201
+        data = {**status_row(answer.job), "outcome": answer.outcome}
+        headers = {SESSION_HEADER: f"{who.expires_at:.0f}"}
+        headers["Location"] = f"{API_PREFIX}/jobs/{answer.job.id}"
+        return JSONResponse(data, status_code=status, headers=headers)
+
+    def _uploader(self, token: str) -> Caller:
+        with self.store() as store:
+            who = self.authenticated(store, token)
+            if not may_read_jobs(who.account):
+                store.record("denied", None, "an admin tried to upload a dictation")
+                raise Refused(403, "an admin account manages accounts and sends no dictation")
+        return who
+
+    def _refused_upload(self, who: Caller, refused: UploadRefused) -> None:
+        log.info("upload refused to account %s (%s)", who.account.name, refused.status)
+        with self.store(f"api:{who.account.name}") as store:
+            store.record("upload-refused", None, f"{refused.status}: {refused.message}")
+
+    def _take(self, who: Caller, form: UploadForm, upload: StoredUpload) -> UploadAnswer:
+        with self.store(f"api:{who.account.name}") as store:
+            try:
+                return take_upload(self.config, store, who.account, form, upload)
+            finally:
+                clean_up(store, upload)
+
     async def openapi(self, _request: Request) -> Response:
         return JSONResponse(openapi_schema())
 
@@ -220,6 +279,7 @@ def create_app(config: Config, store_factory: StoreFactory = open_store) -> Star
     routes = [
         Route(f"{API_PREFIX}/login", api.login, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs", api.jobs, methods=["GET"]),
+        Route(f"{API_PREFIX}/dictations", api.dictations, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs/{{job_id:path}}", api.job, methods=["GET"]),
         Route(f"{API_PREFIX}/openapi.json", api.openapi, methods=["GET"]),
     ]

@@ -1,4 +1,4 @@
-"""The client side of the service, for the command line (``status --server``).
+"""The client side of the service, for the command line (``status --server``, ``submit``).
 
 A login token is kept owner-only under the user's config folder
 (``$XDG_CONFIG_HOME/transcribe/tokens/``, else ``~/.config/transcribe/tokens/``), one
@@ -21,15 +21,18 @@ import os
 import ssl
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ..errors import JobNotFound, ServiceError
+from ..config import Limits
+from ..errors import InputRejected, JobNotFound, ServiceError
 from ..fsutil import atomic_write_text
-from .openapi import API_PREFIX, SESSION_HEADER
+from ..stages.sidecar import Sidecar, find_sidecar, read_sidecar
+from .openapi import API_PREFIX, CLIENT_HEADER, NAME_HEADER, SESSION_HEADER, SIDECAR_HEADER
 
 PasswordSource = Callable[[], str]
 
@@ -145,31 +148,89 @@ class ServiceClient:
 
     def request(self, method: str, path: str) -> Any:
         """The JSON answer to an authenticated request; a stale token is replaced once."""
+        answer = self.authorized(method, path)
+        if answer.status_code == 404:
+            raise JobNotFound(f"{self.server}: {_reason(answer)}")
+        if answer.status_code != 200:
+            raise ServiceError(f"{self.server} refused: {_reason(answer)}")
+        return answer.json()
+
+    def authorized(
+        self, method: str, path: str, body: Callable[[], dict[str, Any]] | None = None
+    ) -> httpx.Response:
+        """The answer to a request sent with the login token, whatever its status.
+
+        ``body`` gives the request's content and headers afresh for each try, so a file
+        is read again from its start when a stale token makes the first try fail.
+        """
         token = self.cache.load()
         fresh = token is None
         for _ in range(2):
             if token is None:
                 token = self.login()
-            answer = self._send(method, path, headers={"Authorization": f"Bearer {token}"})
+            extra = body() if body is not None else {}
+            headers = {**extra.pop("headers", {}), "Authorization": f"Bearer {token}"}
+            answer = self._send(method, path, headers=headers, **extra)
             if answer.status_code == 401 and not fresh:
                 self.cache.drop()
                 token, fresh = None, True
                 continue
             break
-        if answer.status_code == 404:
-            raise JobNotFound(f"{self.server}: {_reason(answer)}")
-        if answer.status_code != 200:
-            raise ServiceError(f"{self.server} refused: {_reason(answer)}")
         expires = answer.headers.get(SESSION_HEADER, "")
-        if expires.isdigit():
+        if expires.isdigit() and answer.status_code < 400:
             self.cache.save(token, float(expires))
-        return answer.json()
+        return answer
 
     def jobs(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/jobs"))
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/jobs/{job_id}"))
+
+    def submit(self, audio: Path, client: str | None, sidecar: dict[str, Any]) -> dict[str, Any]:
+        """Send a dictation; its job as the server answers (``outcome`` added).
+
+        Sending the same file again is safe: the server answers with the job it made
+        the first time. A file the server refuses (over its cap, a bad name) or
+        quarantines is :class:`InputRejected` with the server's one line.
+        """
+        headers = {
+            "Content-Type": "application/octet-stream",
+            NAME_HEADER: quote(os.fsencode(audio.name), safe=""),
+            SIDECAR_HEADER: json.dumps(sidecar),
+        }
+        if client:
+            headers[CLIENT_HEADER] = client
+        with ExitStack() as files:
+
+            def body() -> dict[str, Any]:
+                return {"headers": dict(headers), "content": files.enter_context(audio.open("rb"))}
+
+            answer = self.authorized("POST", "/dictations", body)
+        if answer.status_code in (400, 413):
+            raise InputRejected(f"{self.server} refused the file: {_reason(answer)}")
+        if answer.status_code not in (200, 201):
+            raise ServiceError(f"{self.server} refused: {_reason(answer)}")
+        job = dict(answer.json())
+        if job.get("state") == "quarantined":
+            raise InputRejected(f"refused: {job.get('reason')} (job {job.get('id')})")
+        return job
+
+
+def sidecar_fields(audio: Path, *, author: str | None, urgent: bool) -> dict[str, Any]:
+    """What goes with an upload: the file's own sidecar, as intake would read it
+    (``name.wav.json`` or ``name.json``, checked here so a wrong one is said at once),
+    with ``--author`` and ``--urgent`` over it."""
+    if not audio.is_file():
+        raise InputRejected(f"no audio file {audio}")
+    found = find_sidecar(audio)
+    sidecar = read_sidecar(found, max_kb=Limits().max_sidecar_kb) if found else Sidecar()
+    fields = {k: v for k, v in sidecar.as_dict().items() if v is not None and k != "ignored_keys"}
+    if author:
+        fields["author"] = author
+    if urgent:
+        fields["priority"] = "urgent"
+    return fields
 
 
 def _reason(answer: httpx.Response) -> str:

@@ -18,6 +18,10 @@ from ..status import STATUS_FIELDS
 API_PREFIX = "/api/v1"
 #: on every authenticated answer: until when (epoch seconds) the login now holds
 SESSION_HEADER = "X-Session-Expires"
+#: an upload's sidecar fields travel in headers, so that its body is the audio alone
+NAME_HEADER = "X-Dictation-Name"
+CLIENT_HEADER = "X-Dictation-Client"
+SIDECAR_HEADER = "X-Dictation-Sidecar"
 DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
@@ -60,6 +64,40 @@ JOB_PROPERTIES: dict[str, Any] = {
     },
 }
 assert tuple(JOB_PROPERTIES) == STATUS_FIELDS  # the shape of `transcribe status --json`
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "schema": {"type": "string"}, "description": description}
+
+
+def _upload(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """``POST /dictations``: the body is the audio; what a sidecar says is in headers."""
+    return {
+        "summary": "Send a dictation: taken in as a file dropped in inbox/<client>/ (audited)",
+        "security": security,
+        "parameters": [
+            _header(NAME_HEADER, "the file's name, percent-encoded UTF-8; no path"),
+            _header(CLIENT_HEADER, "the client; optional for an account with one client"),
+            _header(SIDECAR_HEADER, "the sidecar's JSON object (author, patient, priority...)"),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "audio/*": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "responses": {
+            "201": _json("A new job: accepted, or quarantined with its reason", "Upload"),
+            "200": _json("The same audio again: the job made the first time", "Upload"),
+            "400": _error("Not audio, a name that is a path, or no client named"),
+            "401": UNAUTHORIZED,
+            "403": _error("An admin, or an author sending someone else's dictation"),
+            "404": _error("No such client for this account (audited)"),
+            "413": _error("Over the intake's size cap; the body is not kept"),
+            "503": _error("The server cannot take it in now: send it again"),
+        },
+    }
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -116,6 +154,7 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 }
             },
+            f"{API_PREFIX}/dictations": {"post": _upload(security)},
             f"{API_PREFIX}/openapi.json": {
                 "get": {
                     "summary": "This description",
@@ -153,6 +192,15 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 },
                 "Job": {"type": "object", "properties": JOB_PROPERTIES},
+                "Upload": {
+                    "type": "object",
+                    "properties": {
+                        **JOB_PROPERTIES,
+                        "outcome": {
+                            "enum": ["accepted", "quarantined", "duplicate", "already-received"]
+                        },
+                    },
+                },
             },
         },
     }

@@ -3,6 +3,8 @@
 - a secretary: every job of the clients assigned to them;
 - an author: only their own dictations (``jobs.author``, as the sidecar named them),
   at the clients assigned to them;
+- who may upload for a client: its secretaries and its authors (an author only their
+  own dictations), as who may drop a file into ``inbox/<client>/``;
 - an admin: no job at all. They manage accounts; reading a letter would need an
   audited reason, which a later version adds.
 
@@ -18,6 +20,12 @@ from ..store.model import Account
 
 def may_read_jobs(account: Account) -> bool:
     return account.role in ("secretary", "author")
+
+
+def may_upload(account: Account, client: str) -> bool:
+    """Who sends dictations for a client: its authors, and its secretaries, who drop
+    files into ``inbox/<client>/`` for their authors today (the sidecar names whose)."""
+    return may_read_jobs(account) and client in account.clients
 
 
 def may_read(account: Account, job: Job) -> bool:

@@ -30,12 +30,16 @@ LOG_CONFIG = {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "stream": "ext://sys.stderr",
-        }
+        },
+        "null": {"class": "logging.NullHandler"},
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "transcribe.service": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # intake's lines name the file (a patient's name, often): the service logs the
+        # job id and outcome of an upload instead, and the job store keeps the reason
+        "transcribe.stages.intake": {"handlers": ["null"], "propagate": False},
     },
 }
 
