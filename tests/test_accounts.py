@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -214,52 +215,16 @@ def test_rights_secretary_author_admin(config: Config, store: JobStore) -> None:
 def test_users_commands(home: Path) -> None:
     config = load_config(home)
     home_option = ["--home", str(home)]
-    added = runner.invoke(
-        app,
-        [
-            *home_option,
-            "users",
-            "add",
-            "alice",
-            "--role",
-            "secretary",
-            "--clients",
-            "riverside-clinic,maitre-dubois",
-        ],
-        input=PASSWORD + "\n",
-    )
+
+    def add(name: str, role: str, clients: str, *more: str, password: str = PASSWORD) -> Any:
+        command = [*home_option, "users", "add", name, "--role", role, "--clients", clients]
+        return runner.invoke(app, [*command, *more], input=password + "\n")
+
+    added = add("alice", "secretary", "riverside-clinic,maitre-dubois")
     assert added.exit_code == 0, added.output
-    author = runner.invoke(
-        app,
-        [
-            *home_option,
-            "users",
-            "add",
-            "hart",
-            "--role",
-            "author",
-            "--clients",
-            "riverside-clinic",
-            "--author",
-            "Dr Hart",
-        ],
-        input=PASSWORD + "\n",
-    )
+    author = add("hart", "author", "riverside-clinic", "--author", "Dr Hart")
     assert author.exit_code == 0, author.output
-    short = runner.invoke(
-        app,
-        [
-            *home_option,
-            "users",
-            "add",
-            "bob",
-            "--role",
-            "secretary",
-            "--clients",
-            "riverside-clinic",
-        ],
-        input="short\n",
-    )
+    short = add("bob", "secretary", "riverside-clinic", password="short")
     assert short.exit_code == 15 and "at least 12" in short.output
     listed = runner.invoke(app, [*home_option, "users", "list"])
     assert "alice" in listed.output and "(Dr Hart)" in listed.output and "bob" not in listed.output
