@@ -8,8 +8,8 @@
    again without the prompt, then sampled without it; what still runs away is kept
    and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
-   second prompt, and only the windows where they were heard are decoded again with
-   it (``second_pass``): the windows of all the group's files together, each with
+   second prompt, and only the windows where they were heard over words Whisper was
+   doubtful of are decoded again with it (``second_pass``): the windows of all the group's files together, each with
    its own file's prompt, and only as far as the first pass heard words. The
    refocused text replaces the first only where it wrote a term the first did not
    have, is not much less likely, does not run away (a closing repeat of its last
@@ -48,6 +48,7 @@ GUARD_PROBABILITY = 0.6  # terms Whisper is less sure of are checked without the
 RESTORE_MIN_WORDS = 3  # a stretch of this many words dropped by the second pass returns
 EDGE_S = 0.3
 REACH_MARGIN_S = 1.0  # a refocused decoding is complete this close past the last word heard
+DOUBTFUL = 0.5  # a near-miss over a word Whisper gave this or less is worth decoding again for
 SAMPLED_BEST_OF = 2  # Whisper's fallback samples 5; a bounded fallback samples 2
 
 
@@ -61,6 +62,7 @@ class PassSettings:
     refocus: bool = True
     refocus_budget: int = 120  # tokens of the refocused prompt (the first has 200)
     refocus_only_heard: bool = False  # only the terms nearly heard, not the whole ranking
+    refocus_below: float = DOUBTFUL  # only windows with a near-miss this unsure (1.0: all)
     guard: str = "terms"  # "off", "terms" (windows with unsure terms) or "all"
     fallback_temperatures: tuple[float, ...] = (0.4,)
     wave_windows: int = 24
@@ -228,8 +230,9 @@ def _reach(first: WindowText) -> float | None:
 def _plan_refocus(
     decoding: FileDecoding, windows: Sequence[Window], settings: PassSettings
 ) -> dict[Window, list[Retrieved]]:
-    """The file's windows with near-misses, and what was nearly heard in each; builds
-    the file's refocused prompt (``decoding.refocused``) when there are any."""
+    """The file's windows worth refocusing (:func:`_worth_refocusing`), and what was
+    nearly heard in each; builds the file's refocused prompt (``decoding.refocused``)
+    when there are any. Every near-miss is recorded (``decoding.retrieved``)."""
     vocabulary = decoding.vocabulary
     if vocabulary is None or not vocabulary.terms:
         return {}
@@ -239,11 +242,14 @@ def _plan_refocus(
         if w.index not in decoding.unreliable
     }
     heard = {w: found for w, found in heard.items() if found}
-    if not heard:
-        return {}
     decoding.retrieved = _best_first(
         [*decoding.retrieved, *(r for rs in heard.values() for r in rs)]
     )
+    heard = {
+        w: found for w, found in heard.items() if _worth_refocusing(decoding, w, found, settings)
+    }
+    if not heard:
+        return {}
     lead = refocus(vocabulary, decoding.retrieved)
     if settings.refocus_only_heard:
         lead = Vocabulary(
@@ -256,6 +262,27 @@ def _plan_refocus(
         budget_tokens=settings.refocus_budget,
     )
     return heard
+
+
+def _worth_refocusing(
+    decoding: FileDecoding, window: Window, heard: Sequence[Retrieved], settings: PassSettings
+) -> bool:
+    """Whether a window's near-misses are worth a second decoding, noted when not.
+
+    A term nearly heard over words Whisper was doubtful of ("a real fibrillation",
+    "force mature") is what the refocused prompt recovers. Over words it was sure
+    of, the near-miss is an everyday word that happens to spell like a term
+    ("Nations" for "donation", "terreur" for "erreur"): on read French (FLEURS, the
+    UDHR, Common Voice) decoding those windows again never gained a term and cost
+    as much as the first pass.
+    """
+    if any(r.probability <= settings.refocus_below for r in heard):
+        return True
+    decoding.records[window.index]["refocused"] = {
+        "skipped": "near-misses only over words Whisper was sure of",
+        "terms_heard": [r.term.text for r in heard],
+    }
+    return False
 
 
 def _take_refocused(

@@ -13,7 +13,7 @@ candidate costs little; a missed one costs the term.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +32,21 @@ _CANDIDATES_PER_SPAN = 10
 
 @dataclass(frozen=True)
 class Retrieved:
-    """A term the first pass came close to, with its best score and where it was heard."""
+    """A term the first pass came close to, with its best score, where it was heard,
+    and how sure Whisper was of the words heard there (the lowest word probability)."""
 
     term: Term
     score: float
     heard: str
+    probability: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.term.text, "score": round(self.score, 1), "heard": self.heard}
+        return {
+            "text": self.term.text,
+            "score": round(self.score, 1),
+            "heard": self.heard,
+            "probability": round(self.probability, 4),
+        }
 
 
 def retrieve_terms(
@@ -58,6 +65,7 @@ def retrieve_terms(
     spellings = [compact_key(t.text) for t in terms]
     sounds = [phonetic_key(t.text, lang) for t in terms]
     common = {compact_key(w) for w in common_words(lang)}
+    words = list(words)
     cores = [split_edges(str(w["word"]))[1] for w in words]
     best: dict[int, Retrieved] = {}
     for i in range(len(cores)):
@@ -76,8 +84,13 @@ def retrieve_terms(
             ):
                 score = (spelling + fuzz.ratio(sound, sounds[index])) / 2
                 if score >= min_score and score > getattr(best.get(index), "score", 0.0):
-                    best[index] = Retrieved(terms[index], score, text)
+                    best[index] = Retrieved(terms[index], score, text, _lowest(words[i:j]))
     return sorted(best.values(), key=lambda r: -r.score)
+
+
+def _lowest(words: Sequence[Mapping[str, Any]]) -> float:
+    """The lowest probability Whisper gave the words (a word without one counts as sure)."""
+    return min((float(w.get("probability", 1.0)) for w in words), default=1.0)
 
 
 def refocus(vocabulary: Vocabulary, retrieved: Iterable[Retrieved]) -> Vocabulary:
