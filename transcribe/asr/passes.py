@@ -9,12 +9,12 @@
    and marked unreliable, never passed off as text.
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard over words Whisper was
-   doubtful of are decoded again with it (``second_pass``): the windows of all the group's files together, each with
-   its own file's prompt, and only as far as the first pass heard words. The
-   refocused text replaces the first only where it wrote a term the first did not
-   have, is not much less likely, does not run away (a closing repeat of its last
-   word is cut), and does not drop words the first pass heard: on ordinary speech
-   the first pass stands (biasing may only win).
+   doubtful of are decoded again with it (``second_pass``): the windows of all the
+   group's files together, each with its own file's prompt, and only as far as the
+   first pass heard words. The refocused text replaces the first only where it wrote
+   a term the first did not have, is not much less likely, does not run away (a
+   closing repeat of its last word is cut), and does not drop words the first pass
+   heard: on ordinary speech the first pass stands (biasing may only win).
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
