@@ -144,10 +144,7 @@ class Job:
         data["state"] = str(self.state)
         data["warnings"] = [dict(w) for w in self.warnings]
         data["source"] = self.source_name
-        for stamp in ("created_at", "updated_at", "claimed_at", "review_lock_at"):
-            if data[stamp] is not None:
-                data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
-        return data
+        return _iso_stamps(data, ("created_at", "updated_at", "claimed_at", "review_lock_at"))
 
 
 @dataclass(frozen=True)
@@ -274,10 +271,7 @@ class Account:
         """For ``users list --json``: everything but the hash."""
         data = {name: getattr(self, name) for name in ACCOUNT_COLUMNS if name != "password_hash"}
         data["clients"] = list(self.clients)
-        for stamp in ("locked_until", "created_at", "updated_at", "last_login_at"):
-            if data[stamp] is not None:
-                data[stamp] = datetime.fromtimestamp(data[stamp], UTC).isoformat()
-        return data
+        return _iso_stamps(data, ("locked_until", "created_at", "updated_at", "last_login_at"))
 
 
 @dataclass(frozen=True)
@@ -294,3 +288,12 @@ class Session:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Session:
         return cls(*row)
+
+
+def _iso_stamps(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with the Unix times under ``names`` written as ISO 8601 UTC (JSON readers
+    and people read dates, not seconds since 1970); missing times stay None."""
+    for name in names:
+        if data[name] is not None:
+            data[name] = datetime.fromtimestamp(data[name], UTC).isoformat()
+    return data
