@@ -72,8 +72,10 @@ CHILD = (
 def main(argv: list[str] | None = None) -> int:
     """Child entry: decode one file to stdout; on failure one line on stderr, exit > 0."""
     args = _arguments(argv)
-    try:
-        import av  # before the limits: loading the libraries is not the file's doing
+    try:  # before the limits: loading the libraries is not the file's doing
+        import av
+
+        _load_lazy_modules()
     except ImportError as exc:
         return _fail(f"PyAV cannot be imported: {exc}", EXIT_BROKEN)
     limit_self(args.memory_mb, args.cpu_s)
@@ -82,16 +84,36 @@ def main(argv: list[str] | None = None) -> int:
             _probe_to(args.path, args.max_samples, sys.stdout)
         else:
             _decode_to(args.path, args.max_samples, sys.stdout.buffer)
-    except AudioError as exc:  # FFmpeg's ENOMEM under the cap is the cap, not the file
-        out_of_memory = os.strerror(errno.ENOMEM) in str(exc)
-        return _fail(str(exc), EXIT_MEMORY if out_of_memory else EXIT_REFUSED)
     except MemoryError:  # av.error.MemoryError is one too
         return _fail(f"decoding used more than {args.memory_mb} MB", EXIT_MEMORY)
     except BrokenPipeError:  # the parent stopped reading: nobody to tell
         return EXIT_REFUSED
-    except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except (AudioError, av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        if _out_of_memory(exc):
+            return _fail(f"decoding used more than {args.memory_mb} MB", EXIT_MEMORY)
+        if isinstance(exc, AudioError):
+            return _fail(str(exc), EXIT_REFUSED)
         return _fail(f"cannot decode audio: {one_line(exc)}", EXIT_REFUSED)
     return 0
+
+
+def _load_lazy_modules() -> None:
+    """PyAV imports its stream and codec-context classes the first time a container
+    holds one; under a 1 MB address-space cap that import itself fails ("failed to map
+    segment"), which would read as a broken file. Loading them first keeps the cap's
+    verdict about the file."""
+    import av.audio.codeccontext
+    import av.audio.stream
+    import av.subtitles.codeccontext
+    import av.subtitles.stream
+    import av.video.codeccontext
+    import av.video.stream  # noqa: F401
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """ENOMEM under the address-space cap is the cap, not the file, wherever it surfaces:
+    FFmpeg's error, an OSError from opening a library, or our own wrapped AudioError."""
+    return getattr(exc, "errno", None) == errno.ENOMEM or os.strerror(errno.ENOMEM) in str(exc)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
