@@ -147,6 +147,29 @@ def with_text(draft: dict[str, Any], text: str) -> dict[str, Any]:
     return {**draft, "text": text, "words": words, "updated_at": time.time()}
 
 
+def apply_edit(draft: dict[str, Any], start: int, end: int, replacement: str) -> dict[str, Any]:
+    """A copy of the draft with ``text[start:end]`` replaced; the Whisper words the edit
+    covers become ``checked`` (the secretary has dealt with them: no longer doubtful).
+
+    The one place an edit is made, so that the local review loop and a remote one (the
+    service applying a client's edits) give the same draft for the same keys.
+    """
+    text = str(draft["text"])
+    if not 0 <= start <= end <= len(text):
+        raise ValueError(f"bad range {start}..{end}")
+    covered = {
+        index
+        for index, word in enumerate(draft["words"])
+        if word.get("span") and word["span"][0] < max(end, start + 1) and word["span"][1] > start
+    }
+    edited = with_text(draft, text[:start] + replacement + text[end:])
+    edited["words"] = [
+        {**word, "checked": True} if index in covered else word
+        for index, word in enumerate(edited["words"])
+    ]
+    return edited
+
+
 def save_draft(path: Path, draft: dict[str, Any]) -> None:
     atomic_write_json(path, draft)
 

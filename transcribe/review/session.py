@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..draft import TOKEN, load_draft, passage_span, save_draft, with_text
+from ..draft import TOKEN, apply_edit, load_draft, passage_span, save_draft
 from ..errors import ConfigError, StateError
 from ..stages.transcription import draft_path
 from ..store import Job, JobState, JobStore, open_store
@@ -312,31 +312,15 @@ class ReviewSession:
     def replace_range(self, start: int, end: int, replacement: str, *, kind: str) -> None:
         """Replace ``text[start:end]``; covered words become checked; saved at once."""
         self.touch()
-        text = self.text
-        if not 0 <= start <= end <= len(text):
-            raise ValueError(f"bad range {start}..{end}")
         before = self.draft
-        new_text = text[:start] + replacement + text[end:]
-        covered = {
-            index
-            for index, word in enumerate(before["words"])
-            if word.get("span")
-            and word["span"][0] < max(end, start + 1)
-            and word["span"][1] > start
-        }
-        draft = with_text(before, new_text)
-        draft["words"] = [
-            {**word, "checked": True} if index in covered else word
-            for index, word in enumerate(draft["words"])
-        ]
-        self.draft = draft
+        self.draft = apply_edit(before, start, end, replacement)
         self.cursor = start
         self.save()
         record_edit(
             self.config,
             self.job,
             before,
-            new_text,
+            self.text,
             reviewer=self.reviewer,
             kind=kind,
             start=start,
