@@ -38,12 +38,12 @@ from ..status import status_row
 from ..store import JobStore, open_store
 from .accounts import Caller, LoginRefused, caller, login
 from .openapi import API_PREFIX, SESSION_HEADER, openapi_schema
+from .refusal import Refusal
 from .rights import may_read, may_read_jobs, visible_jobs
 from .uploads import (
     StoredUpload,
     UploadAnswer,
     UploadForm,
-    UploadRefused,
     check_declared_size,
     clean_up,
     read_form,
@@ -234,12 +234,12 @@ class Api:
             form = read_form(request.headers, who.account, self.config)
             check_declared_size(request.headers, self.config)
             upload = await store_body(request.stream(), form, self.config)
-        except UploadRefused as refused:
+        except Refusal as refused:
             await run_in_threadpool(self._refused_upload, who, refused)
             raise Refused(refused.status, refused.message) from None
         try:
             answer = await run_in_threadpool(self._take, who, form, upload)
-        except UploadRefused as refused:
+        except Refusal as refused:
             log.warning("upload of account %s not taken in now", who.account.name)
             raise Refused(refused.status, refused.message) from None
         log.info("upload: account %s, job %s, %s", who.account.name, answer.job.id, answer.outcome)
@@ -257,7 +257,7 @@ class Api:
                 raise Refused(403, "an admin account manages accounts and sends no dictation")
         return who
 
-    def _refused_upload(self, who: Caller, refused: UploadRefused) -> None:
+    def _refused_upload(self, who: Caller, refused: Refusal) -> None:
         log.info("upload refused to account %s (%s)", who.account.name, refused.status)
         with self.store(f"api:{who.account.name}") as store:
             store.record("upload-refused", None, f"{refused.status}: {refused.message}")

@@ -41,20 +41,12 @@ from ..stages.sidecar import display_name
 from ..store import Job, JobState, JobStore
 from ..store.model import Account
 from .openapi import CLIENT_HEADER, NAME_HEADER, SIDECAR_HEADER
+from .refusal import Refusal
 from .rights import may_read, may_upload
 
 #: a name's bytes: room left for the sidecar's ``.json`` within the 255 of a file system
 MAX_NAME_BYTES = 200
 AUDIO_TYPES = ("application/octet-stream",)
-
-
-class UploadRefused(Exception):
-    """An upload answered with ``status`` and one line for the sender."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -91,9 +83,7 @@ def read_form(headers: Mapping[str, str], account: Account, config: Config) -> U
     """The checked form of an upload's headers, or a refusal (400, 403, 404)."""
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
     if not (kind.startswith("audio/") or kind in AUDIO_TYPES):
-        raise UploadRefused(
-            400, "expected audio (Content-Type: audio/... or application/octet-stream)"
-        )
+        raise Refusal(400, "expected audio (Content-Type: audio/... or application/octet-stream)")
     client = _client(headers.get(CLIENT_HEADER), account, config)
     name = _plain_name(headers.get(NAME_HEADER))
     sidecar, author = _sidecar(headers.get(SIDECAR_HEADER), account)
@@ -105,21 +95,21 @@ def _client(given: str | None, account: Account, config: Config) -> str:
     folder. Another client's name is answered as an unknown one, so none can be probed."""
     if not given:
         if len(account.clients) != 1:
-            raise UploadRefused(400, f"say which client ({CLIENT_HEADER})")
+            raise Refusal(400, f"say which client ({CLIENT_HEADER})")
         given = account.clients[0]
     if not may_upload(account, given) or config.client(given) is None:
-        raise UploadRefused(404, "no such client for this account")
+        raise Refusal(404, "no such client for this account")
     return given
 
 
 def _plain_name(raw: str | None) -> str:
     """The file's own name, refused when it could be a path or break a line."""
     if not raw:
-        raise UploadRefused(400, f"the file's name is missing ({NAME_HEADER})")
+        raise Refusal(400, f"the file's name is missing ({NAME_HEADER})")
     try:
         name = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise UploadRefused(400, "the file's name is not percent-encoded UTF-8") from None
+        raise Refusal(400, "the file's name is not percent-encoded UTF-8") from None
     if (
         "/" in name
         or "\\" in name
@@ -127,7 +117,7 @@ def _plain_name(raw: str | None) -> str:
         or display_name(name) != name  # control, bidi-override or undecodable characters
         or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
     ):
-        raise UploadRefused(400, "the file's name must be a plain name, not a path")
+        raise Refusal(400, "the file's name must be a plain name, not a path")
     return name
 
 
@@ -148,7 +138,7 @@ def _sidecar(raw: str | None, account: Account) -> tuple[bytes | None, str | Non
     if not isinstance(fields, dict):
         return data, account.author
     if fields.get("author") not in (None, account.author):
-        raise UploadRefused(403, "an author sends only their own dictations")
+        raise Refusal(403, "an author sends only their own dictations")
     fields["author"] = account.author
     return json.dumps(fields).encode("ascii"), account.author
 
@@ -157,7 +147,7 @@ def check_declared_size(headers: Mapping[str, str], config: Config) -> None:
     """413 from Content-Length alone, before a byte of the body is read or stored."""
     declared = headers.get("content-length", "")
     if declared and (not declared.isdigit() or int(declared) > size_cap(config)):
-        raise UploadRefused(413, _over_cap(config))
+        raise Refusal(413, _over_cap(config))
 
 
 def _over_cap(config: Config) -> str:
@@ -181,7 +171,7 @@ async def store_body(
             async for chunk in chunks:
                 size += len(chunk)
                 if size > cap:
-                    raise UploadRefused(413, _over_cap(config))
+                    raise Refusal(413, _over_cap(config))
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
@@ -192,7 +182,7 @@ async def store_body(
     except OSError as exc:  # disk full: ours, not the sender's; its text names the file
         discard(folder)
         message = f"the server cannot store the upload now: {exc.strerror}"
-        raise UploadRefused(503, message) from None
+        raise Refusal(503, message) from None
     except BaseException:
         discard(folder)
         raise
@@ -211,7 +201,7 @@ def take_upload(
         return UploadAnswer(known, "already-received")
     result = take_in(upload.path, config, store)
     if result.job is None:  # a fault of ours (disk, decoder): the upload stays for recovery
-        raise UploadRefused(503, "the dictation could not be taken in now; send it again")
+        raise Refusal(503, "the dictation could not be taken in now; send it again")
     job = _owned(store, result.job, form.author)
     if result.outcome == "duplicate" and job.duplicate_of:
         original = store.get(job.duplicate_of)
