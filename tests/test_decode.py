@@ -123,9 +123,20 @@ def test_ranges_are_read_in_one_streamed_pass_as_slices_of_the_whole(clips: list
     assert got[-1].size == 0
 
 
-def test_a_tiny_memory_cap_fails_with_one_line(clips: list[Path]) -> None:
+def needs_a_big_probe(path: Path) -> Path:
+    """1.5 MB of zeros before a WAV: FFmpeg's prober finds no format in them and grows
+    its buffer towards 1 MB, a fresh mapping that a 1 MB cap always refuses (a small
+    clip may fit in what the child's heap already holds, and pass the cap by luck)."""
+    audiogen.silence_wav(path.with_suffix(".clip.wav"), 1.0)
+    path.write_bytes(b"\0" * 1_500_000 + path.with_suffix(".clip.wav").read_bytes())
+    return path
+
+
+def test_a_tiny_memory_cap_fails_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as exc:
-        decode_file(clips[0], replace(Limits(), decode_memory_mb=1))
+        decode_file(
+            needs_a_big_probe(tmp_path / "padded.wav"), replace(Limits(), decode_memory_mb=1)
+        )
     assert one_line_reason(exc) == "decoding used more than 1 MB"
 
 
@@ -231,6 +242,6 @@ def test_intake_reads_the_header_in_the_capped_child(tmp_path: Path) -> None:
     info = probe_file(clip, Limits())
     assert (info.format_name, info.sample_rate, info.channels) == ("wav", 16000, 1)
     with pytest.raises(AudioError, match=r"^decoding used more than 1 MB$"):
-        probe_file(clip, Limits(decode_memory_mb=1))
+        probe_file(needs_a_big_probe(tmp_path / "padded.wav"), Limits(decode_memory_mb=1))
     with pytest.raises(AudioError, match="over the 0 min cap"):
         probe_file(clip, Limits(max_duration_min=0.001))

@@ -26,7 +26,12 @@ from transcribe.workspace import init_workspace
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is needed to make speech")
 
-SENTENCE = "Tourniquet time was seventy minutes. The patella was resurfaced. There was no strain."
+# Whisper's verdicts on synthetic speech move a little with the CPU's int8 kernels: this
+# sentence and rate leave "terniquet" -> "tourniquet" a margin of 2-3 nats over the
+# check's 1.0 on the machines we run (at 140 wpm without "at all", 0.7 on one of them)
+SENTENCE = (
+    "Tourniquet time was seventy minutes. The patella was resurfaced. There was no strain at all."
+)
 CLIENT = ClientConfig(id="c", name="c", language="en", domain="medical")
 
 
@@ -46,7 +51,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     init_workspace(home)
     config = load_config(home)
     engine = WhisperEngine(config.transcription)
-    clip = speak(SENTENCE, home / "op-note.wav", voice="en-gb", rate=140)
+    clip = speak(SENTENCE, home / "op-note.wav", voice="en-gb", rate=150)
     transcript = transcribe_one(config, engine, clip, Dictation(CLIENT, None, "en")).transcript
     windows = memory_windows(0, decode_file(clip, config.limits))
     [plain] = decode_windows(engine.model, windows, Request("en"))
@@ -97,14 +102,14 @@ def test_a_term_too_far_for_spelling_is_taken_when_whisper_prefers_it(setup: Set
 def test_a_term_whisper_does_not_hear_is_left_and_recorded(setup: Setup) -> None:
     """A doubtful "strain" (what was said) loosely matches the term "sprain"; Whisper,
     on this audio, must turn the term down, and the draft must say it asked."""
-    last = len(setup.heard) - 1
-    words = plant(setup.heard, last, "strain.")
+    last = next(i for i, w in enumerate(setup.heard) if "train" in w["word"])
+    words = plant(setup.heard, last, "strain")
     checked = LexiconMatcher.from_vocabulary(load_vocabulary("medical", "en")).correct(
         words, check_for(setup)
     )
-    [asked] = [c for c in checked.checked if c.heard == "strain."]
+    [asked] = [c for c in checked.checked if c.heard == "strain"]
     assert asked.term == "sprain" and not asked.taken and asked.gain < 1.0
-    assert checked.words[last]["word"] == " strain."
+    assert checked.words[last]["word"] == " strain"
 
 
 def test_common_and_sure_words_are_never_put_to_the_check(setup: Setup) -> None:
