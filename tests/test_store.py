@@ -187,6 +187,21 @@ def test_review_lock_is_exclusive_until_released_or_expired(store: JobStore) -> 
     ]
 
 
+def test_a_renewal_never_takes_a_review_lock_over(store: JobStore) -> None:
+    job_id = add(store, "r")
+    assert not store.renew_review(job_id, "anne#1", timeout_s=600)  # nobody's: not taken
+    assert store.get(job_id).review_lock is None
+    store.lock_for_review(job_id, "anne#1", timeout_s=600)
+    assert store.renew_review(job_id, "anne#1", timeout_s=600)
+    assert not store.renew_review(job_id, "anne#2", timeout_s=600)  # another lease of hers
+    assert not store.renew_review(job_id, "anne#1", timeout_s=0)  # expired: lost
+    with pytest.raises(StateError, match=r"being reviewed by anne \("):  # the lease unsaid
+        store.lock_for_review(job_id, "bruno", timeout_s=600)
+    store.lock_for_review(job_id, "bruno", timeout_s=0)
+    assert not store.renew_review(job_id, "anne#1", timeout_s=600)
+    assert store.get(job_id).review_lock == "bruno"
+
+
 def test_warnings_are_stored_as_a_list_and_shown(store: JobStore) -> None:
     job_id = add(store, "h-warn")
     assert store.get(job_id).warnings == ()

@@ -28,7 +28,7 @@ from ..draft import TOKEN, load_draft, save_draft, unchecked_passages, with_text
 from ..errors import ConfigError, StateError, TranscribeError
 from ..fsutil import atomic_write_json
 from ..stages.transcription import draft_path, job_dir
-from ..store import Job, JobState, JobStore, open_store
+from ..store import Job, JobState, JobStore, open_store, reviewer_name
 from ..store.audit import operator_id
 from .settings import load_settings
 
@@ -302,7 +302,7 @@ def _check_reviewable(store: JobStore, job: Job, reviewer: str, timeout_s: float
     fresh = job.review_lock_at is not None and time.time() - job.review_lock_at < timeout_s
     if job.review_lock and job.review_lock != reviewer and fresh:
         raise StateError(
-            f"job {job.id} is being reviewed by {job.review_lock}",
+            f"job {job.id} is being reviewed by {reviewer_name(job.review_lock)}",
             hint=f"the lock expires {timeout_s / 60:.0f} min after their last action",
         )
 
@@ -321,6 +321,7 @@ def approve_job(
     fields: Mapping[str, str] | None = None,
     reviewer: str,
     accept_unreliable: bool = False,
+    lock: str | None = None,
 ) -> Job:
     """Approve a job in review: text and fields checked, saved, state -> approved.
 
@@ -328,12 +329,14 @@ def approve_job(
     both default to what the draft holds. Rendering is the next stage's business.
     A passage Whisper could not transcribe reliably must have been looked at (the
     review loop marks it when the secretary goes there) or accepted explicitly
-    (``accept_unreliable``, audited).
+    (``accept_unreliable``, audited). ``lock`` is who holds the review lock when that
+    is not ``reviewer`` itself (the service's ``NAME#LEASE``).
     """
     timeout_s = load_settings(config.paths.home).lock_timeout_s
+    holder = lock or reviewer
     with open_store(config, actor=reviewer) as store:
         job = store.get(job_id)
-        _check_reviewable(store, job, reviewer, timeout_s)
+        _check_reviewable(store, job, holder, timeout_s)
         path = draft_path(config, job)
         if not path.is_file():
             raise StateError(f"job {job_id} has no draft")
@@ -361,7 +364,7 @@ def approve_job(
         save_draft(path, {**with_text(draft, new_text), "fields": merged})
         _write_approved(config, job, new_text, merged, reviewer, draft.get("language"))
         job = store.transition(job.id, JobState.APPROVED, expect=JobState.REVIEW)
-        store.unlock_review(job.id, reviewer)
+        store.unlock_review(job.id, holder)
         job = store.get(job.id)
     record_learning(
         config,
@@ -414,7 +417,9 @@ def _write_approved(
     )
 
 
-def send_back(config: Config, job_id: str, question: str, *, reviewer: str) -> Job:
+def send_back(
+    config: Config, job_id: str, question: str, *, reviewer: str, lock: str | None = None
+) -> Job:
     """Send a job back to its author with a question: state review -> query.
 
     The question goes to ``query.json`` in the job's folder (it may name a patient);
@@ -423,9 +428,10 @@ def send_back(config: Config, job_id: str, question: str, *, reviewer: str) -> J
     if not question.strip():
         raise ConfigError("the question for the author is empty")
     timeout_s = load_settings(config.paths.home).lock_timeout_s
+    holder = lock or reviewer
     with open_store(config, actor=reviewer) as store:
         job = store.get(job_id)
-        _check_reviewable(store, job, reviewer, timeout_s)
+        _check_reviewable(store, job, holder, timeout_s)
         atomic_write_json(
             job_dir(config, job) / QUERY_NAME,
             {
@@ -438,7 +444,7 @@ def send_back(config: Config, job_id: str, question: str, *, reviewer: str) -> J
         job = store.transition(
             job.id, JobState.QUERY, expect=JobState.REVIEW, reason="waiting for the author"
         )
-        store.unlock_review(job.id, reviewer)
+        store.unlock_review(job.id, holder)
         job = store.get(job.id)
     return job
 

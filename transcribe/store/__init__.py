@@ -22,6 +22,7 @@ from .model import (
     check_attempt,
     claim_is_stale,
     new_job_id,
+    reviewer_name,
     worker_id,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "migrate_store",
     "new_job_id",
     "open_store",
+    "reviewer_name",
     "worker_id",
 ]
 

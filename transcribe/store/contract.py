@@ -192,6 +192,12 @@ class JobStore(ABC):
         """Lock a job to one reviewer; a lock older than ``timeout_s`` may be taken over."""
 
     @abstractmethod
+    def renew_review(self, job_id: str, reviewer: str, *, timeout_s: float) -> bool:
+        """Renew our own live lock, atomically; False when it expired or is someone
+        else's now. Unlike :meth:`lock_for_review` it never takes a lock over: a lease
+        the service lost stays lost (the fencing of remote saves)."""
+
+    @abstractmethod
     def unlock_review(self, job_id: str, reviewer: str) -> None:
         """Release our own lock (on exit); someone else's lock is left alone."""
 

@@ -179,6 +179,16 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: a review lock held through the service is ``NAME#LEASE``: the lease tells two
+#: clients of one account apart (a laptop and a desktop), and is never shown
+LEASE_MARK = "#"
+
+
+def reviewer_name(lock: str) -> str:
+    """Who holds a review lock, as people are told (without a lease's token)."""
+    return lock.partition(LEASE_MARK)[0]
+
+
 def new_job_id(now: float | None = None) -> str:
     """Sortable and readable on the phone: ``20261123-a1b2c3``."""
     stamp = datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y%m%d")

@@ -35,6 +35,7 @@ from .model import (
     check_attempt,
     claim_is_stale,
     job_values,
+    reviewer_name,
     worker_id,
 )
 
@@ -309,7 +310,7 @@ class SqlJobStore(JobStore):
             fresh = job.review_lock_at is not None and time.time() - job.review_lock_at < timeout_s
             if held and fresh:
                 raise StateError(
-                    f"job {job_id} is being reviewed by {job.review_lock}",
+                    f"job {job_id} is being reviewed by {reviewer_name(job.review_lock)}",
                     hint=f"the lock expires {timeout_s / 60:.0f} min after their last action",
                 )
             self._set_job(job_id, {"review_lock": reviewer, "review_lock_at": time.time()})
@@ -318,6 +319,18 @@ class SqlJobStore(JobStore):
 
         self.atomic(body)
         return self.get(job_id)
+
+    def renew_review(self, job_id: str, reviewer: str, *, timeout_s: float) -> bool:
+        def body(_tx: Transaction) -> bool:
+            now = time.time()
+            cursor = self.execute_in_transaction(
+                "UPDATE jobs SET review_lock_at = ? "
+                "WHERE id = ? AND review_lock = ? AND review_lock_at > ?",
+                (now, job_id, reviewer, now - timeout_s),
+            )
+            return bool(cursor.rowcount)
+
+        return self.atomic(body)
 
     def unlock_review(self, job_id: str, reviewer: str) -> None:
         def body(_tx: Transaction) -> None:
