@@ -237,14 +237,19 @@ def _password_source(user: str) -> Any:
     return ask
 
 
-def _remote_jobs(server: str, user: str | None, ca: Path | None) -> list[dict[str, Any]]:
+def _remote(server: str, user: str | None, ca: Path | None) -> Any:
+    """A client of ``server`` as ``user`` (the password asked only if a login is needed)."""
     from transcribe.errors import ConfigError
     from transcribe.service.client import ServiceClient
 
     if not user:
         raise ConfigError("--server needs --user NAME (your account on that server)")
-    with ServiceClient(server, user, _password_source(user), ca=ca) as client:
-        return client.jobs()
+    return ServiceClient(server, user, _password_source(user), ca=ca)
+
+
+def _remote_jobs(server: str, user: str | None, ca: Path | None) -> list[dict[str, Any]]:
+    with _remote(server, user, ca) as client:
+        return list(client.jobs())
 
 
 @app.command()
@@ -768,10 +773,31 @@ def archive_get(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write it (0600).")],
     item: Annotated[str, typer.Option(help="letter, audio or transcript.")] = "letter",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="Download the signed letter from this `transcribe serve`."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Your account (with --server).")
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
+    ] = None,
 ) -> None:
     """Decrypt one archived item (checked against the index; audited)."""
     from transcribe.archive import get_item
 
+    if server is not None:
+        with errors_to_exit():
+            if item != "letter":
+                from transcribe.errors import ConfigError
+
+                raise ConfigError("over --server only the signed letter is downloaded")
+            with _remote(server, user, ca) as client:
+                size = client.letter(job_id, output, force=force)
+        _line(f"{job_id} letter -> {output} ({size} bytes)")
+        return
     with errors_to_exit(), _audited_store() as (config, store):
         get_item(config, store, job_id, output, kind=item, force=force)
     _line(f"{job_id} {item} -> {output}")
@@ -1000,11 +1026,11 @@ def submit(
     ] = None,
 ) -> None:
     """Send a dictation to a server: prints its job id and state (sending again is safe)."""
-    from transcribe.service.client import ServiceClient, sidecar_fields
+    from transcribe.service.client import sidecar_fields
 
     with errors_to_exit():
         fields = sidecar_fields(file, author=author, urgent=urgent)
-        with ServiceClient(server, user, _password_source(user), ca=ca) as service:
+        with _remote(server, user, ca) as service:
             job = service.submit(file, client, fields)
     again = " (already received)" if job["outcome"] == "already-received" else ""
     _line(f"{job['id']} {job['state']}{again}")

@@ -10,6 +10,7 @@ false and the review loop carries on without sound.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -107,15 +108,23 @@ def _atempo(samples: np.ndarray, speed: float) -> np.ndarray:
     return np.concatenate(out).astype(np.int16) if out else samples
 
 
-def write_wav(samples: np.ndarray, folder: Path) -> Path:
-    """A private temporary WAV in ``folder`` (the job's work folder, 0700)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".play-", suffix=".wav", dir=folder)
-    with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as wav:
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """Mono 16 kHz int16 samples as a WAV file's bytes (what the service sends)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(RATE)
         wav.writeframes(samples.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def write_wav(samples: np.ndarray, folder: Path) -> Path:
+    """A private temporary WAV in ``folder`` (the job's work folder, 0700)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".play-", suffix=".wav", dir=folder)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(wav_bytes(samples))
     return Path(name)
 
 

@@ -35,9 +35,10 @@ from starlette.routing import Route
 from ..config import Config
 from ..errors import JobNotFound, StoreError, TranscribeError
 from ..status import status_row
-from ..store import JobStore, open_store
+from ..store import Job, JobStore, open_store
+from . import review
 from .accounts import Caller, LoginRefused, caller, login
-from .openapi import API_PREFIX, SESSION_HEADER, openapi_schema
+from .openapi import API_PREFIX, LEASE_HEADER, SESSION_HEADER, openapi_schema
 from .refusal import Refusal
 from .rights import may_read, may_read_jobs, visible_jobs
 from .uploads import (
@@ -57,6 +58,11 @@ log = logging.getLogger("transcribe.service")
 #: anything else (``../x``, spaces, a megabyte) is refused before the store sees it
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 StoreFactory = Callable[..., JobStore]
+JobAction = Callable[[JobStore, Caller, Job, dict[str, Any]], Response]
+#: who may do what to a job they may see (see :mod:`.rights` for which jobs those are)
+READERS = ("secretary", "author")
+REVIEWERS = ("secretary",)
+AUTHORS = ("author",)
 
 
 class Refused(HTTPException):
@@ -73,6 +79,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 async def http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def refusal(_request: Request, exc: Exception) -> Response:
+    """What the library refused, with the status it chose."""
+    assert isinstance(exc, Refusal)
+    return error_response(exc.status, exc.message)
 
 
 async def store_error(_request: Request, exc: Exception) -> Response:
@@ -111,6 +123,14 @@ async def read_json(request: Request, limit_bytes: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Refused(400, "expected a JSON object")
     return value
+
+
+def lease_of(request: Request) -> str:
+    """The review lease a change is made under (``X-Review-Lease``), or 409."""
+    token = request.headers.get(LEASE_HEADER, "").strip()
+    if not token:
+        raise Refused(409, f"no review lease: POST .../lease first and send it as {LEASE_HEADER}")
+    return token
 
 
 def bearer(request: Request) -> str:
@@ -196,31 +216,168 @@ class Api:
 
         return await run_in_threadpool(work)
 
-    async def job(self, request: Request) -> Response:
+    def visible_job(
+        self, store: JobStore, who: Caller, job_id: str, roles: tuple[str, ...] = READERS
+    ) -> Job:
+        """The job, if this account may touch it so: 403 for a role with no business
+        there, 404 for a job it may not see (as for one that does not exist); both
+        audited."""
+        if who.account.role not in roles:
+            store.record("denied", job_id, f"a {who.account.role} account asked for this")
+            if not may_read_jobs(who.account):
+                raise Refused(403, "an admin account manages accounts and reads no job")
+            raise Refused(403, f"an {who.account.role} account cannot do this")
+        try:
+            job = store.get(job_id)
+        except JobNotFound:
+            job = None
+        if job is None or not may_read(who.account, job):
+            store.record("denied", job_id, "job not visible to this account")
+            log.info("job %s refused to account %s", job_id, who.account.name)
+            raise Refused(404, f"no job {job_id}")
+        return job
+
+    async def on_job(
+        self,
+        request: Request,
+        action: JobAction,
+        *,
+        roles: tuple[str, ...] = READERS,
+        body_kb: float | None = None,
+    ) -> Response:
+        """The frame of every ``/jobs/{id}/...`` endpoint: the token, the id, the JSON
+        body (when ``body_kb``), the account's right to the job; then ``action`` in a
+        worker thread with the store open as the caller."""
         token = bearer(request)
-        job_id = request.path_params["job_id"]  # a path: "../x" reaches here, and is refused
+        job_id = request.path_params["job_id"]
         if not JOB_ID.match(job_id):
             raise Refused(400, "not a job id")
+        body = await read_json(request, int(body_kb * 1024)) if body_kb else {}
 
         def work() -> Response:
             with self.store() as store:
                 who = self.authenticated(store, token)
-                if not may_read_jobs(who.account):
-                    store.record("denied", job_id, "an admin asked for a job")
-                    raise Refused(403, "an admin account manages accounts and reads no job")
-                try:
-                    job = store.get(job_id)
-                except JobNotFound:
-                    job = None
-                if job is None or not may_read(who.account, job):
-                    store.record("denied", job_id, "job not visible to this account")
-                    log.info("job %s refused to account %s", job_id, who.account.name)
-                    raise Refused(404, f"no job {job_id}")
-                store.record("view", job_id, "job status read over the API")
-                row = status_row(job)
-            return self.respond(who, row)
+                job = self.visible_job(store, who, job_id, roles)
+                return action(store, who, job, body)
 
         return await run_in_threadpool(work)
+
+    async def job(self, request: Request) -> Response:
+        def read(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            store.record("view", job.id, "job status read over the API")
+            return self.respond(who, status_row(job))
+
+        return await self.on_job(request, read)
+
+    # -- the review over the network (secretaries) ----------------------------------
+
+    async def take_lease(self, request: Request) -> Response:
+        def take(store: JobStore, who: Caller, job: Job, body: dict[str, Any]) -> Response:
+            given = body.get("lease")
+            if given is not None and not isinstance(given, str):
+                raise Refused(400, "lease: the token of a lease to renew")
+            lease = review.take_lease(self.config, store, who.account, job, given)
+            return self.respond(who, lease.as_dict())
+
+        return await self.on_job(request, take, roles=REVIEWERS, body_kb=self.policy.max_json_kb)
+
+    async def drop_lease(self, request: Request) -> Response:
+        def drop(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            review.release_lease(store, who.account, job, lease_of(request))
+            return self.respond(who, {"job_id": job.id, "released": True})
+
+        return await self.on_job(request, drop, roles=REVIEWERS)
+
+    async def draft(self, request: Request) -> Response:
+        def read(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            return self.respond(who, review.read_draft(self.config, store, job))
+
+        return await self.on_job(request, read, roles=REVIEWERS)
+
+    async def save_draft(self, request: Request) -> Response:
+        def save(store: JobStore, who: Caller, job: Job, body: dict[str, Any]) -> Response:
+            edits = review.parse_save(body)
+            token = lease_of(request)
+            answer = review.save_edits(self.config, store, who.account, job, token, edits)
+            return self.respond(who, answer)
+
+        return await self.on_job(request, save, roles=REVIEWERS, body_kb=review.MAX_SAVE_KB)
+
+    async def audio(self, request: Request) -> Response:
+        query = request.query_params
+        try:
+            start, end = float(query["start"]), float(query["end"])
+            speed = float(query.get("speed", "1"))
+        except (KeyError, ValueError):
+            raise Refused(400, "an audio window needs start and end seconds") from None
+
+        def listen(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            data = review.audio_window(self.config, store, job, start, end, speed)
+            headers = {SESSION_HEADER: f"{who.expires_at:.0f}", "Cache-Control": "no-store"}
+            return Response(data, media_type="audio/wav", headers=headers)
+
+        return await self.on_job(request, listen, roles=REVIEWERS)
+
+    async def approve(self, request: Request) -> Response:
+        def approve(store: JobStore, who: Caller, job: Job, body: dict[str, Any]) -> Response:
+            base, accept = body.get("revision"), body.get("accept_unreliable", False)
+            if (base is not None and not isinstance(base, int)) or not isinstance(accept, bool):
+                raise Refused(400, "expected revision (integer) and accept_unreliable (boolean)")
+            done = review.approve(
+                self.config,
+                store,
+                who.account,
+                job,
+                lease_of(request),
+                base=base,
+                accept_unreliable=accept,
+            )
+            log.info("job %s approved by account %s", job.id, who.account.name)
+            return self.respond(who, status_row(done))
+
+        return await self.on_job(request, approve, roles=REVIEWERS, body_kb=self.policy.max_json_kb)
+
+    async def send_back(self, request: Request) -> Response:
+        def ask(store: JobStore, who: Caller, job: Job, body: dict[str, Any]) -> Response:
+            question = body.get("question")
+            if not isinstance(question, str):
+                raise Refused(400, 'expected {"question": "..."}')
+            token = lease_of(request)
+            done = review.ask_author(self.config, store, who.account, job, token, question)
+            return self.respond(who, status_row(done))
+
+        return await self.on_job(request, ask, roles=REVIEWERS, body_kb=self.policy.max_json_kb)
+
+    # -- what authors and secretaries both read ---------------------------------------
+
+    async def question(self, request: Request) -> Response:
+        def read(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            return self.respond(who, review.read_question(self.config, store, job))
+
+        return await self.on_job(request, read)
+
+    async def answer(self, request: Request) -> Response:
+        def answer(store: JobStore, who: Caller, job: Job, body: dict[str, Any]) -> Response:
+            text = body.get("answer")
+            if not isinstance(text, str):
+                raise Refused(400, 'expected {"answer": "..."}')
+            done = review.answer_question(self.config, who.account, job, text)
+            return self.respond(who, status_row(done))
+
+        return await self.on_job(request, answer, roles=AUTHORS, body_kb=self.policy.max_json_kb)
+
+    async def letter(self, request: Request) -> Response:
+        def download(store: JobStore, who: Caller, job: Job, _body: dict[str, Any]) -> Response:
+            data = review.read_letter(self.config, store, job)
+            log.info("letter of job %s downloaded by account %s", job.id, who.account.name)
+            headers = {
+                SESSION_HEADER: f"{who.expires_at:.0f}",
+                "Cache-Control": "no-store",
+                "Content-Disposition": f'attachment; filename="{job.id}.pdf"',
+            }
+            return Response(data, media_type="application/pdf", headers=headers)
+
+        return await self.on_job(request, download)
 
     async def dictations(self, request: Request) -> Response:
         """An upload: checked from its headers, stored under the cap, then taken in.
@@ -276,10 +433,22 @@ class Api:
 def create_app(config: Config, store_factory: StoreFactory = open_store) -> Starlette:
     """The ASGI application of ``transcribe serve`` for one workspace."""
     api = Api(config, store_factory)
+    job = f"{API_PREFIX}/jobs/{{job_id}}"
     routes = [
         Route(f"{API_PREFIX}/login", api.login, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs", api.jobs, methods=["GET"]),
         Route(f"{API_PREFIX}/dictations", api.dictations, methods=["POST"]),
+        Route(f"{job}/lease", api.take_lease, methods=["POST"]),
+        Route(f"{job}/lease", api.drop_lease, methods=["DELETE"]),
+        Route(f"{job}/draft", api.draft, methods=["GET"]),
+        Route(f"{job}/draft", api.save_draft, methods=["PUT"]),
+        Route(f"{job}/audio", api.audio, methods=["GET"]),
+        Route(f"{job}/approve", api.approve, methods=["POST"]),
+        Route(f"{job}/send-back", api.send_back, methods=["POST"]),
+        Route(f"{job}/question", api.question, methods=["GET"]),
+        Route(f"{job}/answer", api.answer, methods=["POST"]),
+        Route(f"{job}/letter", api.letter, methods=["GET"]),
+        # last: any other path under /jobs/ ("../x", "a b") reaches here, and is refused
         Route(f"{API_PREFIX}/jobs/{{job_id:path}}", api.job, methods=["GET"]),
         Route(f"{API_PREFIX}/openapi.json", api.openapi, methods=["GET"]),
     ]
@@ -287,6 +456,7 @@ def create_app(config: Config, store_factory: StoreFactory = open_store) -> Star
         routes=routes,
         exception_handlers={
             HTTPException: http_error,
+            Refusal: refusal,
             StoreError: store_error,
             TranscribeError: library_error,
         },

@@ -29,12 +29,24 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ..config import Limits
-from ..errors import InputRejected, JobNotFound, ServiceError
-from ..fsutil import atomic_write_text
+from ..errors import ConfigError, InputRejected, JobNotFound, ServiceError
+from ..fsutil import atomic_write_bytes, atomic_write_text
 from ..stages.sidecar import Sidecar, find_sidecar, read_sidecar
-from .openapi import API_PREFIX, CLIENT_HEADER, NAME_HEADER, SESSION_HEADER, SIDECAR_HEADER
+from .openapi import (
+    API_PREFIX,
+    CLIENT_HEADER,
+    LEASE_HEADER,
+    NAME_HEADER,
+    SESSION_HEADER,
+    SIDECAR_HEADER,
+)
 
 PasswordSource = Callable[[], str]
+
+
+class ReviewConflict(ServiceError):
+    """The server refused a review change (409): another reviewer holds the job, this
+    client's lease was lost, or the draft moved on. The client keeps its edits."""
 
 
 def config_folder() -> Path:
@@ -148,12 +160,7 @@ class ServiceClient:
 
     def request(self, method: str, path: str) -> Any:
         """The JSON answer to an authenticated request; a stale token is replaced once."""
-        answer = self.authorized(method, path)
-        if answer.status_code == 404:
-            raise JobNotFound(f"{self.server}: {_reason(answer)}")
-        if answer.status_code != 200:
-            raise ServiceError(f"{self.server} refused: {_reason(answer)}")
-        return answer.json()
+        return self.call(method, path).json()
 
     def authorized(
         self, method: str, path: str, body: Callable[[], dict[str, Any]] | None = None
@@ -186,6 +193,87 @@ class ServiceClient:
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/jobs/{job_id}"))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        lease: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """An authenticated request; 2xx answers returned, the rest raised: 404 as
+        :class:`JobNotFound`, 409 as :class:`ReviewConflict`, others as ServiceError."""
+
+        def body() -> dict[str, Any]:
+            extra: dict[str, Any] = {"headers": {LEASE_HEADER: lease} if lease else {}}
+            if payload is not None:
+                extra["json"] = payload
+            if params is not None:
+                extra["params"] = params
+            return extra
+
+        answer = self.authorized(method, path, body)
+        if answer.status_code < 300:
+            return answer
+        if answer.status_code == 404:
+            raise JobNotFound(f"{self.server}: {_reason(answer)}")
+        if answer.status_code == 409:
+            raise ReviewConflict(f"{self.server}: {_reason(answer)}")
+        raise ServiceError(f"{self.server} refused: {_reason(answer)}")
+
+    # -- the review over the network -------------------------------------------------
+
+    def take_lease(self, job_id: str, lease: str | None = None) -> dict[str, Any]:
+        """A new review lease on the job, or ``lease`` renewed."""
+        payload = {"lease": lease} if lease else {}
+        return dict(self.call("POST", f"/jobs/{job_id}/lease", payload=payload).json())
+
+    def release_lease(self, job_id: str, lease: str) -> None:
+        self.call("DELETE", f"/jobs/{job_id}/lease", lease=lease)
+
+    def draft(self, job_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/jobs/{job_id}/draft").json())
+
+    def save(self, job_id: str, lease: str, save: dict[str, Any]) -> dict[str, Any]:
+        """Edits made on ``save["revision"]``; the new revision."""
+        return dict(self.call("PUT", f"/jobs/{job_id}/draft", payload=save, lease=lease).json())
+
+    def audio(self, job_id: str, start: float, end: float, speed: float = 1.0) -> bytes:
+        """A window of the dictation as WAV bytes, to play on this machine."""
+        params = {"start": f"{start:.3f}", "end": f"{end:.3f}", "speed": f"{speed:g}"}
+        return self.call("GET", f"/jobs/{job_id}/audio", params=params).content
+
+    def approve(
+        self, job_id: str, lease: str, *, revision: int, accept_unreliable: bool = False
+    ) -> dict[str, Any]:
+        payload = {"revision": revision, "accept_unreliable": accept_unreliable}
+        return dict(
+            self.call("POST", f"/jobs/{job_id}/approve", payload=payload, lease=lease).json()
+        )
+
+    def send_back(self, job_id: str, lease: str, question: str) -> dict[str, Any]:
+        payload = {"question": question}
+        return dict(
+            self.call("POST", f"/jobs/{job_id}/send-back", payload=payload, lease=lease).json()
+        )
+
+    def question(self, job_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/jobs/{job_id}/question").json())
+
+    def answer(self, job_id: str, answer: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/jobs/{job_id}/answer", payload={"answer": answer}).json())
+
+    def letter(self, job_id: str, out: Path, *, force: bool = False) -> int:
+        """The signed letter written to ``out`` (0600, atomically); its size."""
+        if out.exists() and not force:
+            raise ConfigError(f"{out} already exists", hint="choose another name or use --force")
+        data = self.call("GET", f"/jobs/{job_id}/letter").content
+        if not data.startswith(b"%PDF-"):
+            raise ServiceError(f"{self.server} sent something that is not a PDF")
+        atomic_write_bytes(out, data)
+        return len(data)
 
     def submit(self, audio: Path, client: str | None, sidecar: dict[str, Any]) -> dict[str, Any]:
         """Send a dictation; its job as the server answers (``outcome`` added).

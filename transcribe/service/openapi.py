@@ -22,6 +22,8 @@ SESSION_HEADER = "X-Session-Expires"
 NAME_HEADER = "X-Dictation-Name"
 CLIENT_HEADER = "X-Dictation-Client"
 SIDECAR_HEADER = "X-Dictation-Sidecar"
+#: a review change (save, approve, send back) is made under this lease token
+LEASE_HEADER = "X-Review-Lease"
 DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
@@ -100,6 +102,200 @@ def _upload(security: list[dict[str, list[str]]]) -> dict[str, Any]:
     }
 
 
+SECURITY = [{"bearer": []}]
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+LEASE = _header(LEASE_HEADER, "the token of this reviewer's live lease on the job")
+NOT_VISIBLE = _error("No such job, or not one this account may see (audited)")
+LEASE_LOST = _error(
+    "Another reviewer holds the job, the lease was lost, or the draft changed since the "
+    "revision named"
+)
+
+
+def _json_body(ref: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _on_job(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    who: str = "A secretary of the job's client",
+    lease: bool = False,
+    body: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One ``/jobs/{job_id}/...`` operation: the refusals every one of them shares."""
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": f"{who}.",
+        "security": SECURITY,
+        "parameters": [JOB_ID, *([LEASE] if lease else [])],
+        "responses": {
+            "200": ok,
+            "400": _error("Not a job id, or a malformed body"),
+            "401": UNAUTHORIZED,
+            "403": _error("A role with no business here (audited)"),
+            "404": NOT_VISIBLE,
+            **({"409": LEASE_LOST} if lease else {}),
+            **(extra or {}),
+        },
+    }
+    if body:
+        operation["requestBody"] = _json_body(body)
+    return operation
+
+
+def _review_paths() -> dict[str, Any]:
+    """The review loop over the network, and what authors read and answer."""
+    job = f"{API_PREFIX}/jobs/{{job_id}}"
+    conflict = {"409": _error("The job is not in review, or another reviewer holds it")}
+    return {
+        f"{job}/lease": {
+            "post": _on_job(
+                "Take a review lease, or renew one (body: its token)",
+                _json("The lease: its token, expiry and the draft's revision", "Lease"),
+                body="LeaseRequest",
+                extra=conflict,
+            ),
+            "delete": _on_job("Give the lease back", {"description": "Released"}, lease=True),
+        },
+        f"{job}/draft": {
+            "get": _on_job(
+                "The draft: text, Whisper's words, fields, unreliable passages (audited)",
+                _json("The draft", "Draft"),
+                extra=conflict,
+            ),
+            "put": _on_job(
+                "Save edits made on a revision of the draft (renews the lease)",
+                _json("The new revision", "Saved"),
+                lease=True,
+                body="Save",
+            ),
+        },
+        f"{job}/audio": {
+            "get": {
+                **_on_job(
+                    "A window of the dictation's audio as WAV (audited)",
+                    {"description": "audio/wav", "content": {"audio/wav": {}}},
+                    extra={"422": _error("The audio cannot be decoded")},
+                ),
+                "parameters": [
+                    JOB_ID,
+                    *(
+                        {
+                            "name": n,
+                            "in": "query",
+                            "required": n != "speed",
+                            "schema": {"type": "number"},
+                        }
+                        for n in ("start", "end", "speed")
+                    ),
+                ],
+            }
+        },
+        f"{job}/approve": {
+            "post": _on_job(
+                "Approve the draft as saved: the letter is rendered, signed, archived next",
+                _json("The job, approved", "Job"),
+                lease=True,
+                body="Approve",
+                extra={"422": _error("Required fields missing, or the text is empty")},
+            )
+        },
+        f"{job}/send-back": {
+            "post": _on_job(
+                "Send the job back to its author with a question",
+                _json("The job, waiting for the author", "Job"),
+                lease=True,
+                body="Question",
+            )
+        },
+        f"{job}/question": {
+            "get": _on_job(
+                "The question asked of the author, and the answer once given (audited)",
+                _json("The question", "QuestionRecord"),
+                who="A secretary of the job's client, or the job's author",
+            )
+        },
+        f"{job}/answer": {
+            "post": _on_job(
+                "The author's answer: the job goes back to review",
+                _json("The job, back in review", "Job"),
+                who="The job's author",
+                body="Answer",
+                extra={"409": _error("The job is not waiting for an answer")},
+            )
+        },
+        f"{job}/letter": {
+            "get": _on_job(
+                "The signed PDF letter, decrypted from the archive (audited)",
+                {"description": "application/pdf", "content": {"application/pdf": {}}},
+                who="A secretary of the job's client, or the job's author",
+                extra={"409": _error("The letter is not archived yet")},
+            )
+        },
+    }
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+REVIEW_SCHEMAS: dict[str, Any] = {
+    "LeaseRequest": _object(lease=STRING),
+    "Lease": _object(job_id=STRING, lease=STRING, expires_at={"type": "number"}, revision=INTEGER),
+    "Draft": _object(
+        job_id=STRING,
+        revision=INTEGER,
+        language={"type": ["string", "null"]},
+        text=STRING,
+        words={"type": "array", "items": {"type": "object"}},
+        fields={"type": "object", "additionalProperties": STRING},
+        cursor=INTEGER,
+        unreliable={"type": "array", "items": {"type": "object"}},
+        warnings={"type": "array", "items": {"type": "object"}},
+        template={"type": ["object", "null"]},
+    ),
+    "Save": {
+        **_object(
+            revision=INTEGER,
+            edits={
+                "type": "array",
+                "items": _object(
+                    start=INTEGER,
+                    end=INTEGER,
+                    replacement=STRING,
+                    kind={"enum": ["word", "sentence", "text"]},
+                ),
+            },
+            fields={"type": "object", "additionalProperties": STRING},
+            cursor=INTEGER,
+            looked_at={"type": "array", "items": INTEGER},
+            text_sha256=STRING,
+        ),
+        "required": ["revision"],
+    },
+    "Saved": _object(job_id=STRING, revision=INTEGER),
+    "Approve": _object(revision=INTEGER, accept_unreliable={"type": "boolean"}),
+    "Question": {**_object(question=STRING), "required": ["question"]},
+    "Answer": {**_object(answer=STRING), "required": ["answer"]},
+    "QuestionRecord": _object(
+        job_id=STRING,
+        state=STRING,
+        question=STRING,
+        asked_at=STRING,
+        answer={"type": ["string", "null"]},
+        answered_at={"type": ["string", "null"]},
+    ),
+}
+
+
 def openapi_schema() -> dict[str, Any]:
     security = [{"bearer": []}]
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -154,6 +350,7 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 }
             },
+            **_review_paths(),
             f"{API_PREFIX}/dictations": {"post": _upload(security)},
             f"{API_PREFIX}/openapi.json": {
                 "get": {
@@ -192,6 +389,7 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 },
                 "Job": {"type": "object", "properties": JOB_PROPERTIES},
+                **REVIEW_SCHEMAS,
                 "Upload": {
                     "type": "object",
                     "properties": {
