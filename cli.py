@@ -218,6 +218,14 @@ def _warning_count(warnings: list[dict[str, str]]) -> str:
     return f"{len(warnings)} ({', '.join(w['code'] for w in warnings)})"
 
 
+#: the options every client of a remote `transcribe serve` shares
+UserOption = Annotated[str | None, typer.Option("--user", help="Your account (with --server).")]
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
+]
+
+
 def _password_source(user: str) -> Any:
     """``$TRANSCRIBE_PASSWORD``, else a prompt (asked only when a login is needed)."""
 
@@ -272,13 +280,8 @@ def status(
             " workspace: the jobs your account may see.",
         ),
     ] = None,
-    user: Annotated[
-        str | None, typer.Option("--user", help="Your account (with --server).")
-    ] = None,
-    ca: Annotated[
-        Path | None,
-        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
-    ] = None,
+    user: UserOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Jobs and their states; in platform mode, the work queue after them."""
     from transcribe.status import list_jobs, platform_status
@@ -777,13 +780,8 @@ def archive_get(
         str | None,
         typer.Option("--server", help="Download the signed letter from this `transcribe serve`."),
     ] = None,
-    user: Annotated[
-        str | None, typer.Option("--user", help="Your account (with --server).")
-    ] = None,
-    ca: Annotated[
-        Path | None,
-        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
-    ] = None,
+    user: UserOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Decrypt one archived item (checked against the index; audited)."""
     from transcribe.archive import get_item
@@ -1020,10 +1018,7 @@ def submit(
     ] = None,
     author: Annotated[str | None, typer.Option(help="Who dictated (over the sidecar's).")] = None,
     urgent: Annotated[bool, typer.Option("--urgent", help="Priority: urgent.")] = False,
-    ca: Annotated[
-        Path | None,
-        typer.Option("--ca", help="Trust only this CA certificate (the demo's keys/demo-ca.pem)."),
-    ] = None,
+    ca: CaOption = None,
 ) -> None:
     """Send a dictation to a server: prints its job id and state (sending again is safe)."""
     from transcribe.service.client import sidecar_fields

@@ -153,6 +153,24 @@ def service(
 
 
 @contextmanager
+def served_workspace(
+    folder: Path, accounts: dict[str, dict[str, Any]], **settings: float | str
+) -> Iterator[Service]:
+    """A demo workspace with ``accounts`` (password :data:`PASSWORD`) and ``settings``
+    in its config, served by a real server until the end (SQLite)."""
+    home = folder / "home"
+    init_workspace(home, demo=True)
+    set_config(home, **settings)
+    config = load_config(home)
+    with open_store(config, actor="test") as store:
+        for name, values in accounts.items():
+            add_account(config, store, name, password=PASSWORD, **values)
+    log = folder / "server.log"
+    with running_server(home, log) as url:
+        yield Service(home, config, url, home / "keys" / "demo-ca.pem", log, {})
+
+
+@contextmanager
 def running_server(home: Path, log: Path) -> Iterator[str]:
     """``transcribe serve`` as a real process on a free port; its URL, until the end."""
     port = free_port()

@@ -19,11 +19,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from tests import audiogen
-from tests.conftest import execute, set_config
+from tests.conftest import execute
 from tests.test_review_session import RIVERSIDE_REQUIRED, TEXT, make_job, whisper_words
-from tests.test_service import PASSWORD, Service, running_server
-from transcribe.config import load_config
-from transcribe.service.accounts import add_account
+from tests.test_service import PASSWORD, Service, served_workspace
 from transcribe.stages.letter import finish_approved
 from transcribe.stages.transcription import job_dir
 from transcribe.store import open_store
@@ -57,18 +55,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     folder = tmp_path_factory.mktemp("review-api")
-    home = folder / "home"
-    from transcribe.workspace import init_workspace
-
-    init_workspace(home, demo=True)
-    set_config(home, failed_login_delay_s=0.01)
-    config = load_config(home)
-    with open_store(config, actor="test") as store:
-        for name, values in ACCOUNTS.items():
-            add_account(config, store, name, password=PASSWORD, **values)
-    log = folder / "server.log"
-    with running_server(home, log) as url:
-        yield Service(home, config, url, home / "keys" / "demo-ca.pem", log, {})
+    with served_workspace(folder, ACCOUNTS, failed_login_delay_s=0.01) as served:
+        yield served
 
 
 def call(

@@ -23,13 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.conftest import PROJECT, set_config
+from tests.conftest import PROJECT
 from tests.test_hostile import silence, wav_bytes
-from tests.test_service import PASSWORD, Service, running_server
-from transcribe.config import load_config
-from transcribe.service.accounts import add_account
+from tests.test_service import PASSWORD, Service, served_workspace
 from transcribe.store import JobState, open_store
-from transcribe.workspace import init_workspace
 
 CLIENT = "riverside-clinic"
 ACCOUNTS: dict[str, dict[str, Any]] = {
@@ -61,16 +58,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     folder = tmp_path_factory.mktemp("upload")
-    home = folder / "home"
-    init_workspace(home, demo=True)
-    set_config(home, max_file_mb=1, failed_login_delay_s=0.01)
-    config = load_config(home)
-    with open_store(config, actor="test") as store:
-        for name, values in ACCOUNTS.items():
-            add_account(config, store, name, password=PASSWORD, **values)
-    log = folder / "server.log"
-    with running_server(home, log) as url:
-        yield Service(home, config, url, home / "keys" / "demo-ca.pem", log, {})
+    with served_workspace(folder, ACCOUNTS, max_file_mb=1, failed_login_delay_s=0.01) as served:
+        yield served
 
 
 def upload(
