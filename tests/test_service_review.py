@@ -219,6 +219,8 @@ def test_a_lost_lease_writes_nothing(service: Service) -> None:
         == 409
     )
     assert call(service, "GET", f"/jobs/{job_id}/draft", "sec2").json()["revision"] == 0
+    corrections = job_dir(service.config, _job(service, job_id)) / "corrections.json"
+    assert not corrections.exists()  # no refused save left an edit behind
 
 
 def test_a_question_goes_to_the_author_and_the_answer_comes_back(service: Service) -> None:

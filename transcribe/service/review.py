@@ -268,16 +268,24 @@ def save_edits(
 def _applied(
     config: Config, job: Job, draft: dict[str, Any], save: Save, *, reviewer: str
 ) -> dict[str, Any]:
-    """The draft after the save; corrections recorded as the local loop records them."""
+    """The draft after the save; corrections recorded as the local loop records them,
+    only once every edit fitted and the text is the client's (else nothing is written)."""
+    fields = None if save.fields is None else _fields(save.fields)
+    steps: list[tuple[dict[str, Any], dict[str, Any], Edit]] = []
     for edit in save.edits:
         try:
             after = apply_edit(draft, edit.start, edit.end, edit.replacement)
         except ValueError as exc:
             raise Refusal(400, f"an edit does not fit the draft: {exc}") from None
+        steps.append((draft, after, edit))
+        draft = after
+    if save.text_sha256 and hashlib.sha256(draft["text"].encode()).hexdigest() != save.text_sha256:
+        raise Refusal(409, f"the edits do not give the client's text of job {job.id}: reload it")
+    for before, after, edit in steps:
         record_edit(
             config,
             job,
-            draft,
+            before,
             after["text"],
             reviewer=reviewer,
             kind=edit.kind,
@@ -285,11 +293,8 @@ def _applied(
             end=edit.end,
             replacement=edit.replacement,
         )
-        draft = after
-    if save.text_sha256 and hashlib.sha256(draft["text"].encode()).hexdigest() != save.text_sha256:
-        raise Refusal(409, f"the edits do not give the client's text of job {job.id}: reload it")
-    if save.fields is not None:
-        draft = {**draft, "fields": _fields(save.fields)}
+    if fields is not None:
+        draft = {**draft, "fields": fields}
     if save.cursor is not None:
         draft = {**draft, "cursor": min(save.cursor, len(draft["text"]))}
     passages = [dict(p) for p in draft.get("unreliable", [])]
