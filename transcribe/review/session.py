@@ -35,7 +35,7 @@ from typing import Any
 from ..config import Config
 from ..draft import TOKEN, apply_edit, load_draft, passage_span, save_draft
 from ..errors import ConfigError, StateError
-from ..stages.transcription import draft_path
+from ..stages.transcription import audio_file, draft_path
 from ..store import Job, JobState, JobStore, open_store
 from .approval import (
     approve_job,
@@ -405,8 +405,7 @@ class ReviewSession:
     # -- audio ------------------------------------------------------------------------
 
     def audio_file(self) -> Path | None:
-        path = self.config.paths.home / (self.job.audio_path or "")
-        return path if self.job.audio_path and path.is_file() else None
+        return audio_file(self.config, self.job)
 
     def audio_window(self, *, replay: bool = False) -> tuple[float, float]:
         """Seconds to play around the current word; ``replay`` starts further back."""

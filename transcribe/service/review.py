@@ -52,7 +52,7 @@ from ..review.approval import (
 )
 from ..review.audio import SPEEDS, decode_window, wav_bytes
 from ..review.settings import load_settings
-from ..stages.transcription import draft_path, job_dir
+from ..stages.transcription import audio_file, draft_path, job_dir
 from ..store import Job, JobState, JobStore
 from ..store.model import LEASE_MARK, Account
 from .refusal import Refusal
@@ -66,9 +66,9 @@ MAX_FIELD_CHARS = 2000
 #: one audio window: the review plays a few seconds around a word, a replay more
 MAX_WINDOW_S = 60.0
 EDIT_KINDS = ("word", "sentence", "text")
-#: a save reads, changes and writes the draft file: one at a time per job here
-_draft_locks: dict[str, threading.Lock] = {}
-_draft_locks_guard = threading.Lock()
+#: a save reads, changes and writes the draft file: one at a time per job here, through
+#: a fixed set of locks (a lock per job ever saved would grow with the server's uptime)
+_DRAFT_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,7 @@ def _draft_of(config: Config, job: Job) -> tuple[Path, dict[str, Any]]:
 
 
 def _draft_lock(job_id: str) -> threading.Lock:
-    with _draft_locks_guard:
-        return _draft_locks.setdefault(job_id, threading.Lock())
+    return _DRAFT_LOCKS[int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % len(_DRAFT_LOCKS)]
 
 
 # -- leases ---------------------------------------------------------------------------
@@ -324,8 +323,8 @@ def audio_window(
         raise Refusal(400, f"an audio window is at most {MAX_WINDOW_S:g} s")
     if speed not in SPEEDS:
         raise Refusal(400, f"speed: one of {', '.join(f'{s:g}' for s in SPEEDS)}")
-    path = config.paths.home / job.audio_path if job.audio_path else None
-    if path is None or not path.is_file():
+    path = audio_file(config, job)
+    if path is None:
         raise Refusal(404, f"job {job.id} has no audio here")
     try:
         samples = decode_window(path, start, end, speed=speed)

@@ -55,6 +55,12 @@ def draft_path(config: Config, job: Job) -> Path:
     return job_dir(config, job) / DRAFT_NAME
 
 
+def audio_file(config: Config, job: Job) -> Path | None:
+    """The job's audio on this machine, if it is here (the review plays it)."""
+    path = config.paths.home / job.audio_path if job.audio_path else None
+    return path if path is not None and path.is_file() else None
+
+
 def sidecar_fields(config: Config, job: Job) -> dict[str, str]:
     """Letter fields the sender already gave (patient, author...) pre-fill the draft."""
     path = job_dir(config, job) / "sidecar.json"
