@@ -642,20 +642,38 @@ def review(
         str | None,
         typer.Option(help="Who reviews, for the lock and the audit log [default: user@host]."),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Review the jobs of this `transcribe serve` (https://HOST:PORT) from here;"
+            " the audio plays on this computer.",
+        ),
+    ] = None,
+    user: UserOption = None,
+    ca: CaOption = None,
 ) -> None:
-    """The review loop: jobs waiting for review, or one job directly (keys: ? or F1)."""
+    """The review loop: jobs waiting for review, or one job directly (keys: ? or F1).
+
+    With --server, keys and player come from ~/.config/transcribe/review-keys.toml.
+    """
     from transcribe.review import load_settings, reviewer_id
+    from transcribe.review.session import LocalWorkplace, Workplace
     from transcribe.review.tui import run_review
 
     with errors_to_exit():
-        config = _config()
-        run_review(
-            config,
-            job_id,
-            reviewer=reviewer or reviewer_id(),
-            settings=load_settings(config.paths.home),
-            write=typer.echo,
-        )
+        workplace: Workplace
+        if server is not None:
+            from transcribe.review.remote import remote_workplace
+            from transcribe.service.client import config_folder
+
+            settings = load_settings(config_folder())
+            workplace = remote_workplace(_remote(server, user, ca), settings)
+        else:
+            config = _config()
+            settings = load_settings(config.paths.home)
+            workplace = LocalWorkplace(config, reviewer or reviewer_id(), settings)
+        run_review(workplace, job_id, settings=settings, write=typer.echo)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from transcribe.config import Config
 from transcribe.draft import load_draft
 from transcribe.review import ReviewSettings
 from transcribe.review.i18n import Messages
+from transcribe.review.session import LocalWorkplace
 from transcribe.review.settings import ACTIONS
 from transcribe.review.tui import ReviewApp, key_label
 from transcribe.store import open_store
@@ -99,7 +100,10 @@ def test_every_key_has_help_and_none_breaks_the_loop(
     keys += ["f", "salutation", "enter", "Dear Dr Patel", "enter", "q"]
     with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
         app = ReviewApp(
-            config, reviewer="keys@test", settings=settings, messages=Messages(False), job_id=job_id
+            LocalWorkplace(config, "keys@test", settings),
+            settings=settings,
+            messages=Messages(False),
+            job_id=job_id,
         )
         help_text = "".join(text for _, text, *_ in app._help())
         for action in ACTIONS:
@@ -119,10 +123,10 @@ def test_every_key_has_help_and_none_breaks_the_loop(
 def test_french_screen_and_queue(config: Config) -> None:
     make_job(config, priority="urgent")
     with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+        settings = ReviewSettings(player=())
         app = ReviewApp(
-            config, reviewer="fr@test", settings=ReviewSettings(player=()),
-            messages=Messages(True),
-        )  # fmt: skip
+            LocalWorkplace(config, "fr@test", settings), settings=settings, messages=Messages(True)
+        )
         screen = "".join(t for _, t, *_ in app._header() + app._queue_view() + app._hints())
         assert "Dictées à relire" in screen and "Dr Hart" in screen and "Entrée ouvrir" in screen
         app.open_job(app.entries[0].job.id)

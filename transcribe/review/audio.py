@@ -205,7 +205,11 @@ class Listening:
 
     def play(self, audio: Path, start: float, end: float) -> None:
         """Decode ``[start, end)`` at the current speed and play it in the background."""
-        self.player.play(decode_window(audio, start, end, speed=self.speed), self.folder)
+        self.play_samples(decode_window(audio, start, end, speed=self.speed))
+
+    def play_samples(self, samples: np.ndarray) -> None:
+        """Play a clip already at the right speed (decoded here, or sent by a server)."""
+        self.player.play(samples, self.folder)
 
     def change_speed(self, step: int) -> float:
         self.speed_index = min(max(self.speed_index + step, 0), len(SPEEDS) - 1)

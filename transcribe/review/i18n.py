@@ -77,6 +77,27 @@ STRINGS: dict[str, tuple[str, str]] = {
     "prompt_keys": ("Enter accept  Esc cancel", "Entrée valider  Échap annuler"),
     "warning": ("Warning", "Attention"),
     "warnings": ("warnings", "alertes"),
+    "sync_saving": ("saving…", "enregistrement…"),
+    "sync_offline": (
+        "OFFLINE: edits kept here, sent when the server is back",
+        "HORS LIGNE : modifications gardées ici, envoyées au retour du serveur",
+    ),
+    "sync_lease_lost": (
+        "LOCK LOST: edits kept here; someone else holds the job",
+        "VERROU PERDU : modifications gardées ici ; quelqu'un d'autre a repris le travail",
+    ),
+    "sync_conflict": (
+        "CONFLICT: the draft changed on the server; leave and reopen",
+        "CONFLIT : le brouillon a changé sur le serveur ; quittez et rouvrez",
+    ),
+    "resumed": (
+        "Edits not yet saved last time were kept here and are being saved now.",
+        "Les modifications non enregistrées la dernière fois ont été gardées et sont envoyées.",
+    ),
+    "conflict": (
+        "The draft changed on the server: your unsaved edits are kept in {file}",
+        "Le brouillon a changé sur le serveur : vos modifications sont gardées dans {file}",
+    ),
     "look_first": (
         "{count} unreliable passage(s) (magenta) not looked at yet: Tab goes there.",
         "{count} passage(s) peu fiable(s) (en magenta) pas encore vu(s) : Tab pour y aller.",

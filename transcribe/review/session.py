@@ -6,6 +6,12 @@ with its entry in ``corrections.json``, so a crash or a closed terminal loses
 nothing and the next session resumes at the same place. The terminal UI only draws
 this model and maps keys to its methods; tests drive it directly.
 
+:class:`DraftReview` is what a session is wherever the draft lives: the cursor, the
+doubtful words, sentences, fields and the audio window. :class:`ReviewSession` keeps
+the draft in the local workspace; :class:`~transcribe.review.remote.RemoteReviewSession`
+keeps it on a server (``review --server``). Both make every edit with
+:func:`~transcribe.draft.apply_edit`, so the two loops cannot drift apart.
+
 Conventions, as stored in ``draft.json``:
 
 * ``cursor`` is a **character offset** into ``text`` (it survives edits better than
@@ -30,12 +36,14 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from ..config import Config
 from ..draft import TOKEN, apply_edit, load_draft, passage_span, save_draft
 from ..errors import ConfigError, StateError
-from ..stages.transcription import audio_file, draft_path
+from ..stages.transcription import audio_file, draft_path, job_dir
 from ..store import Job, JobState, JobStore, open_store
 from .approval import (
     approve_job,
@@ -45,6 +53,7 @@ from .approval import (
     record_edit,
     send_back,
 )
+from .audio import decode_window
 from .settings import ReviewSettings
 
 log = logging.getLogger(__name__)
@@ -100,52 +109,63 @@ def sentence_spans(text: str) -> list[Span]:
     return trimmed
 
 
-class ReviewSession:
-    """One job open for review by one reviewer; use :meth:`open`, then :meth:`close`."""
+class DraftReview:
+    """One job's draft as the secretary moves through it and edits it; where the draft
+    is kept, locked and saved is the subclass's (:meth:`_edited`, :meth:`save`,
+    :meth:`touch`, :meth:`clip`, :meth:`approve`, :meth:`send_back`, :meth:`close`)."""
+
+    #: the job's private folder on this machine: played clips and the editor's file
+    scratch: Path
 
     def __init__(
         self,
-        config: Config,
-        store: JobStore,
         job: Job,
+        draft: dict[str, Any],
+        template: Any | None,
         *,
         reviewer: str,
         settings: ReviewSettings,
     ) -> None:
-        self.config = config
-        self.store = store
         self.job = job
+        self.draft = draft
+        self.template = template
         self.reviewer = reviewer
         self.settings = settings
-        self.path = draft_path(config, job)
-        self.draft = load_draft(self.path)
-        self.template = letter_fields(config, job)
         self.cursor = min(max(int(self.draft.get("cursor") or 0), 0), len(self.text))
         self.closed = False
-        self._locked_at = time.monotonic()
         self._cursor_saved_at = time.monotonic()
 
-    @classmethod
-    def open(
-        cls, config: Config, job_id: str, *, reviewer: str, settings: ReviewSettings
-    ) -> ReviewSession:
-        """Lock the job to ``reviewer`` (refused while someone else holds it)."""
-        store = open_store(config, actor=reviewer)
-        try:
-            job = store.get(job_id)
-            if job.state != JobState.REVIEW:
-                raise StateError(f"job {job_id} is {job.state}, not review")
-            if not draft_path(config, job).is_file():
-                raise StateError(f"job {job_id} has no draft")
-            job = store.lock_for_review(job_id, reviewer, timeout_s=settings.lock_timeout_s)
-            try:
-                return cls(config, store, job, reviewer=reviewer, settings=settings)
-            except BaseException:
-                store.unlock_review(job_id, reviewer)
-                raise
-        except BaseException:
-            store.close()
-            raise
+    # -- what the subclass keeps ------------------------------------------------------
+
+    def touch(self) -> None:
+        """Keep the job's lock or lease alive while the secretary works."""
+
+    def save(self) -> None:
+        """Keep the draft as it is now (text, fields, cursor, passages looked at)."""
+        raise NotImplementedError
+
+    def _edited(self, before: dict[str, Any], start: int, end: int, text: str, kind: str) -> None:
+        """Keep an edit just applied to :attr:`draft` (``before`` is the draft it was
+        made on)."""
+        raise NotImplementedError
+
+    def clip(self, start: float, end: float, speed: float) -> np.ndarray | None:
+        """Mono 16 kHz samples of ``[start, end)`` at ``speed``; None without audio."""
+        raise NotImplementedError
+
+    def approve(self) -> Job:
+        raise NotImplementedError
+
+    def send_back(self, question: str) -> Job:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def sync_note(self) -> str | None:
+        """A message-key for the header while edits are not yet where they are kept
+        (``None`` when everything is saved)."""
+        return None
 
     # -- state ------------------------------------------------------------------
 
@@ -161,27 +181,13 @@ class ReviewSession:
     def fields(self) -> dict[str, str]:
         return dict(self.draft.get("fields") or {})
 
-    def touch(self) -> None:
-        """Refresh the lock (at most every few seconds): it expires only when idle."""
-        if time.monotonic() - self._locked_at < LOCK_REFRESH_S:
-            return
-        self.job = self.store.lock_for_review(
-            self.job.id, self.reviewer, timeout_s=self.settings.lock_timeout_s
-        )
-        self._locked_at = time.monotonic()
-
-    def save(self) -> None:
-        """Write the draft (text, fields, cursor) atomically."""
-        self.draft = {**self.draft, "cursor": self.cursor}
-        save_draft(self.path, self.draft)
-        self._cursor_saved_at = time.monotonic()
-
     def _moved(self) -> None:
         """Positions are saved too, but not at every key press; an unreliable passage
         the cursor enters is marked as looked at (and that is saved at once)."""
         self.touch()
         if self._look_at_passage() or time.monotonic() - self._cursor_saved_at >= CURSOR_SAVE_S:
             self.save()
+            self._cursor_saved_at = time.monotonic()
 
     def _look_at_passage(self) -> bool:
         seen = False
@@ -190,18 +196,6 @@ class ReviewSession:
                 passage["checked"] = True
                 seen = True
         return seen
-
-    def close(self) -> None:
-        """Save the position and release the lock; safe to call twice."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            if self.draft.get("cursor") != self.cursor and self.path.is_file():
-                self.save()
-            self.store.unlock_review(self.job.id, self.reviewer)
-        finally:
-            self.store.close()
 
     # -- positions -----------------------------------------------------------------
 
@@ -310,23 +304,12 @@ class ReviewSession:
     # -- edits (each saved at once) ---------------------------------------------------
 
     def replace_range(self, start: int, end: int, replacement: str, *, kind: str) -> None:
-        """Replace ``text[start:end]``; covered words become checked; saved at once."""
+        """Replace ``text[start:end]``; covered words become checked; kept at once."""
         self.touch()
         before = self.draft
         self.draft = apply_edit(before, start, end, replacement)
         self.cursor = start
-        self.save()
-        record_edit(
-            self.config,
-            self.job,
-            before,
-            self.text,
-            reviewer=self.reviewer,
-            kind=kind,
-            start=start,
-            end=end,
-            replacement=replacement,
-        )
+        self._edited(before, start, end, replacement, kind)
 
     def edit_word(self, replacement: str) -> None:
         start, end = self.current_range()
@@ -404,9 +387,6 @@ class ReviewSession:
 
     # -- audio ------------------------------------------------------------------------
 
-    def audio_file(self) -> Path | None:
-        return audio_file(self.config, self.job)
-
     def audio_window(self, *, replay: bool = False) -> tuple[float, float]:
         """Seconds to play around the current word; ``replay`` starts further back."""
         word = self.current_word()
@@ -415,6 +395,103 @@ class ReviewSession:
             return 0.0, 2 * context + 3.0
         back = self.settings.replay_s if replay else context
         return max(0.0, float(word["start"]) - back), float(word["end"]) + context
+
+
+class ReviewSession(DraftReview):
+    """One job of the local workspace open for review by one reviewer, under its review
+    lock; use :meth:`open`, then :meth:`close`. Every change is written at once."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: JobStore,
+        job: Job,
+        *,
+        reviewer: str,
+        settings: ReviewSettings,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.path = draft_path(config, job)
+        super().__init__(
+            job,
+            load_draft(self.path),
+            letter_fields(config, job),
+            reviewer=reviewer,
+            settings=settings,
+        )
+        self.scratch = job_dir(config, job)
+        self._locked_at = time.monotonic()
+
+    @classmethod
+    def open(
+        cls, config: Config, job_id: str, *, reviewer: str, settings: ReviewSettings
+    ) -> ReviewSession:
+        """Lock the job to ``reviewer`` (refused while someone else holds it)."""
+        store = open_store(config, actor=reviewer)
+        try:
+            job = store.get(job_id)
+            if job.state != JobState.REVIEW:
+                raise StateError(f"job {job_id} is {job.state}, not review")
+            if not draft_path(config, job).is_file():
+                raise StateError(f"job {job_id} has no draft")
+            job = store.lock_for_review(job_id, reviewer, timeout_s=settings.lock_timeout_s)
+            try:
+                return cls(config, store, job, reviewer=reviewer, settings=settings)
+            except BaseException:
+                store.unlock_review(job_id, reviewer)
+                raise
+        except BaseException:
+            store.close()
+            raise
+
+    def touch(self) -> None:
+        """Refresh the lock (at most every few seconds): it expires only when idle."""
+        if time.monotonic() - self._locked_at < LOCK_REFRESH_S:
+            return
+        self.job = self.store.lock_for_review(
+            self.job.id, self.reviewer, timeout_s=self.settings.lock_timeout_s
+        )
+        self._locked_at = time.monotonic()
+
+    def save(self) -> None:
+        """Write the draft (text, fields, cursor) atomically."""
+        self.draft = {**self.draft, "cursor": self.cursor}
+        save_draft(self.path, self.draft)
+        self._cursor_saved_at = time.monotonic()
+
+    def _edited(self, before: dict[str, Any], start: int, end: int, text: str, kind: str) -> None:
+        self.save()
+        record_edit(
+            self.config,
+            self.job,
+            before,
+            self.text,
+            reviewer=self.reviewer,
+            kind=kind,
+            start=start,
+            end=end,
+            replacement=text,
+        )
+
+    def close(self) -> None:
+        """Save the position and release the lock; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.draft.get("cursor") != self.cursor and self.path.is_file():
+                self.save()
+            self.store.unlock_review(self.job.id, self.reviewer)
+        finally:
+            self.store.close()
+
+    def audio_file(self) -> Path | None:
+        return audio_file(self.config, self.job)
+
+    def clip(self, start: float, end: float, speed: float) -> np.ndarray | None:
+        audio = self.audio_file()
+        return None if audio is None else decode_window(audio, start, end, speed=speed)
 
     # -- leaving ----------------------------------------------------------------------
 
@@ -434,3 +511,33 @@ class ReviewSession:
         self.job = job
         self.close()
         return job
+
+
+class Workplace(Protocol):
+    """Where the review loop finds its queue and opens jobs: the local workspace
+    (:class:`LocalWorkplace`) or a server (:class:`~transcribe.review.remote.RemoteWorkplace`)."""
+
+    reviewer: str
+
+    def queue(self) -> list[Any]: ...
+
+    def open(self, job_id: str) -> DraftReview: ...
+
+
+@dataclass
+class LocalWorkplace:
+    """The workspace on this machine: its store, drafts and audio."""
+
+    config: Config
+    reviewer: str
+    settings: ReviewSettings
+
+    def queue(self) -> list[Any]:
+        from .queue import review_queue
+
+        return list(review_queue(self.config, self.settings))
+
+    def open(self, job_id: str) -> DraftReview:
+        return ReviewSession.open(
+            self.config, job_id, reviewer=self.reviewer, settings=self.settings
+        )

@@ -1,8 +1,9 @@
 """The secretary's review loop in a terminal (prompt_toolkit, full screen).
 
 Keyboard only, fits 80x24, works over SSH. This module only draws a
-:class:`~transcribe.review.session.ReviewSession` and maps keys to its methods;
-every edit is saved by the session as it is made. Any error a key causes is shown
+:class:`~transcribe.review.session.DraftReview` (a job of the local workspace, or of a
+server with ``review --server``) and maps keys to its methods; every edit is kept by
+the session as it is made. Any error a key causes is shown
 on the message line (a bug is logged, never drawn as a traceback), and the review
 lock is released on leaving, on Ctrl-C, and when the terminal goes away (SIGHUP).
 """
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +36,11 @@ from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
 from prompt_toolkit.layout.dimension import Dimension
 from prompt_toolkit.styles import Style
 
-from ..config import Config
 from ..errors import ConfigError, TranscribeError
-from ..stages.transcription import job_dir
 from .audio import Listening, Player, detect_player
 from .i18n import Messages
-from .queue import QueueEntry, format_age, format_duration, review_queue
-from .session import MARKED_SOURCES, ReviewSession
+from .queue import QueueEntry, format_age, format_duration
+from .session import MARKED_SOURCES, DraftReview, Workplace
 from .settings import ACTIONS, ReviewSettings
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,21 @@ class ReviewApp:
 
     def __init__(
         self,
-        config: Config,
+        workplace: Workplace,
         *,
-        reviewer: str,
         settings: ReviewSettings,
         messages: Messages,
         job_id: str | None = None,
     ) -> None:
-        self.config = config
-        self.reviewer = reviewer
+        self.workplace = workplace
+        self.reviewer = workplace.reviewer
         self.settings = settings
         self.t = messages
         self.direct = job_id is not None
-        self.session: ReviewSession | None = None
+        self.session: DraftReview | None = None
+        #: clips are fetched (over the network, for a server's job) and decoded in
+        #: the background, one at a time, so a key press never waits for them
+        self.sound = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-sound")
         self.listening: Listening | None = None
         self.entries: list[QueueEntry] = []
         self.selected = 0
@@ -235,6 +237,7 @@ class ReviewApp:
             style=STYLE,
             full_screen=True,
             mouse_support=False,
+            refresh_interval=0.5,  # the saves' state and a clip's outcome change unasked
         )
         app.ttimeoutlen = 0.05
         return app
@@ -253,9 +256,11 @@ class ReviewApp:
         if self.session is None:
             return [("", f" {self.t('queue_title')}  ({len(self.entries)})  {self.reviewer}")]
         job = self.session.job
+        sync = self.session.sync_note()
         parts = [
             self.t("urgent") if job.priority == "urgent" else "",
             job.id,
+            self.t(f"sync_{sync}") if sync else "",
             f"{self.t('doubtful')}: {len(self.session.doubtful_spans())}",
             f"{self.t('warnings')}: {len(self.session.draft.get('warnings', ()))}"
             if self.session.draft.get("warnings")
@@ -519,14 +524,14 @@ class ReviewApp:
             "help": self._toggle_help,
         }
 
-    def _session(self) -> ReviewSession:
+    def _session(self) -> DraftReview:
         assert self.session is not None
         return self.session
 
     # -- queue -------------------------------------------------------------------------
 
     def refresh_queue(self) -> None:
-        self.entries = review_queue(self.config, self.settings)
+        self.entries = self.workplace.queue()
         self.selected = min(self.selected, max(len(self.entries) - 1, 0))
 
     def _select(self, step: int) -> None:
@@ -538,14 +543,18 @@ class ReviewApp:
             self.open_job(self.entries[self.selected].job.id)
 
     def open_job(self, job_id: str) -> None:
-        session = ReviewSession.open(
-            self.config, job_id, reviewer=self.reviewer, settings=self.settings
-        )
+        session = self.workplace.open(job_id)
         self.session = session
-        self.listening = Listening(self.player, job_dir(self.config, session.job))
-        self.message = self._warnings(session)
+        self.listening = Listening(self.player, session.scratch)
+        notice = getattr(session, "notice", None)
+        if notice == "resumed":
+            self.message = self.t("resumed")
+        elif notice and notice.startswith("conflict:"):
+            self.message = self.t("conflict", file=notice.partition(":")[2])
+        else:
+            self.message = self._warnings(session)
 
-    def _warnings(self, session: ReviewSession) -> str:
+    def _warnings(self, session: DraftReview) -> str:
         """What the transcription stage warned about, shown when the job opens."""
         texts = [w["text"] for w in session.draft.get("warnings", ())]
         return f"{self.t('warning')}: " + " · ".join(texts) if texts else ""
@@ -589,13 +598,32 @@ class ReviewApp:
                 self.player_warned = True
                 self.message = self.t("no_player")
             return
-        audio = session.audio_file()
-        if audio is None or self.listening is None:
-            self.message = self.t("no_audio")
+        listening = self.listening
+        if listening is None:
             return
         start, end = session.audio_window(replay=replay)
-        self.listening.play(audio, start, end)
-        self.message = self.t("playing", start=start, end=end, speed=self.listening.speed)
+        self.message = self.t("playing", start=start, end=end, speed=listening.speed)
+        speed = listening.speed
+        self.sound.submit(self._play_clip, session, listening, start, end, speed)
+
+    def _play_clip(
+        self, session: DraftReview, listening: Listening, start: float, end: float, speed: float
+    ) -> None:
+        """In the sound thread: fetch or decode the clip, play it if its job is still open."""
+        try:
+            samples = session.clip(start, end, speed)
+            if session is not self.session:
+                return
+            if samples is None:
+                self.message = self.t("no_audio")
+            else:
+                listening.play_samples(samples)
+        except TranscribeError as exc:
+            self.message = self.t("error", error=str(exc))
+        except Exception as exc:
+            log.exception("review loop: audio")
+            self.errors.append(repr(exc))
+            self.message = self.t("internal_error", error=type(exc).__name__)
 
     def _pause(self) -> None:
         self.player.stop()
@@ -723,7 +751,7 @@ class ReviewApp:
         session = self._session()
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
         command = shlex.split(editor) if editor else _default_editor()
-        folder = job_dir(self.config, session.job)
+        folder = session.scratch
         fd, name = tempfile.mkstemp(prefix=".edit-", suffix=".txt", dir=folder)
         path = Path(name)
         try:
@@ -768,6 +796,7 @@ class ReviewApp:
             self.player.stop()
             if self.session is not None:
                 self.session.close()
+            self.sound.shutdown(wait=False, cancel_futures=True)
 
 
 def _default_editor() -> list[str]:
@@ -813,10 +842,9 @@ def _fit(text: str, width: int) -> str:
 
 
 def run_review(
-    config: Config,
+    workplace: Workplace,
     job_id: str | None = None,
     *,
-    reviewer: str,
     settings: ReviewSettings,
     messages: Messages | None = None,
     write: Callable[[str], None] = print,
@@ -834,14 +862,8 @@ def run_review(
                 hint="use `transcribe approve JOB --text-file F --field name=value`",
             )
         write(f"{'id':<16}{queue_header(messages)}")
-        for entry in review_queue(config, settings):
+        for entry in workplace.queue():
             write(f"{entry.job.id:<16}{queue_line(entry, 200, messages)}")
         return
-    app = ReviewApp(
-        config,
-        reviewer=reviewer,
-        settings=settings,
-        messages=messages,
-        job_id=job_id,
-    )
+    app = ReviewApp(workplace, settings=settings, messages=messages, job_id=job_id)
     app.run()

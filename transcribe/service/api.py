@@ -216,6 +216,22 @@ class Api:
 
         return await run_in_threadpool(work)
 
+    async def review_queue(self, request: Request) -> Response:
+        token = bearer(request)
+
+        def work() -> Response:
+            with self.store() as store:
+                who = self.authenticated(store, token)
+                if who.account.role not in REVIEWERS:
+                    store.record(
+                        "denied", None, f"a {who.account.role} account asked for the review queue"
+                    )
+                    raise Refused(403, "only a secretary account has a review queue")
+                jobs = visible_jobs(store, who.account)
+                return self.respond(who, review.review_queue(self.config, store, jobs))
+
+        return await run_in_threadpool(work)
+
     def visible_job(
         self, store: JobStore, who: Caller, job_id: str, roles: tuple[str, ...] = READERS
     ) -> Job:
@@ -437,6 +453,7 @@ def create_app(config: Config, store_factory: StoreFactory = open_store) -> Star
     routes = [
         Route(f"{API_PREFIX}/login", api.login, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs", api.jobs, methods=["GET"]),
+        Route(f"{API_PREFIX}/review", api.review_queue, methods=["GET"]),
         Route(f"{API_PREFIX}/dictations", api.dictations, methods=["POST"]),
         Route(f"{job}/lease", api.take_lease, methods=["POST"]),
         Route(f"{job}/lease", api.drop_lease, methods=["DELETE"]),

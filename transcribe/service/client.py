@@ -129,9 +129,27 @@ class ServiceClient:
         self.server = check_server_url(server)
         self.user = user
         self.password = password
+        self.ca, self.folder, self.timeout_s = ca, folder, timeout_s
         self.cache = TokenCache(folder or config_folder(), self.server, user)
         verify: ssl.SSLContext | bool = tls_context(ca)
         self.http = httpx.Client(base_url=self.server, verify=verify, timeout=timeout_s)
+
+    def sibling(self, password: PasswordSource) -> ServiceClient:
+        """Another connection as the same account, sharing the token (one per thread)."""
+        return ServiceClient(
+            self.server,
+            self.user,
+            password,
+            ca=self.ca,
+            folder=self.folder,
+            timeout_s=self.timeout_s,
+        )
+
+    def logged_in(self) -> None:
+        """Log in now if no token is cached, so a password is asked before a full-screen
+        program starts, never in the middle of it."""
+        if self.cache.load() is None:
+            self.login()
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -224,6 +242,10 @@ class ServiceClient:
         raise ServiceError(f"{self.server} refused: {_reason(answer)}")
 
     # -- the review over the network -------------------------------------------------
+
+    def review_queue(self) -> list[dict[str, Any]]:
+        """The jobs in review this secretary may open (``GET /review``)."""
+        return list(self.call("GET", "/review").json())
 
     def take_lease(self, job_id: str, lease: str | None = None) -> dict[str, Any]:
         """A new review lease on the job, or ``lease`` renewed."""

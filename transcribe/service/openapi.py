@@ -336,6 +336,19 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 }
             },
+            f"{API_PREFIX}/review": {
+                "get": {
+                    "summary": "The review queue: this secretary's jobs in review (audited)",
+                    "security": security,
+                    "responses": {
+                        "200": _json(
+                            "Jobs in review, urgent first, then oldest", "QueueEntry", array=True
+                        ),
+                        "401": UNAUTHORIZED,
+                        "403": _error("Not a secretary account"),
+                    },
+                }
+            },
             f"{API_PREFIX}/jobs/{{job_id}}": {
                 "get": {
                     "summary": "One job (audited)",
@@ -389,6 +402,19 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 },
                 "Job": {"type": "object", "properties": JOB_PROPERTIES},
+                "QueueEntry": {
+                    "type": "object",
+                    "properties": {
+                        **JOB_PROPERTIES,
+                        "author": {"type": ["string", "null"]},
+                        "document_type": {"type": ["string", "null"]},
+                        "doubtful": {"type": "integer", "description": "doubtful places"},
+                        "locked_by": {
+                            "type": ["string", "null"],
+                            "description": "who reviews it now (a live lock or lease)",
+                        },
+                    },
+                },
                 **REVIEW_SCHEMAS,
                 "Upload": {
                     "type": "object",

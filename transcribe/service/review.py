@@ -51,8 +51,10 @@ from ..review.approval import (
     send_back,
 )
 from ..review.audio import SPEEDS, decode_window, wav_bytes
+from ..review.queue import queue_entries
 from ..review.settings import load_settings
 from ..stages.transcription import audio_file, draft_path, job_dir
+from ..status import status_row
 from ..store import Job, JobState, JobStore
 from ..store.model import LEASE_MARK, Account
 from .refusal import Refusal
@@ -149,6 +151,28 @@ def release_lease(store: JobStore, account: Account, job: Job, token: str) -> No
     if not LEASE_TOKEN.match(token):
         raise Refusal(400, "not a lease token")
     store.unlock_review(job.id, holder(account, token))
+
+
+# -- the queue ----------------------------------------------------------------------
+
+
+def review_queue(config: Config, store: JobStore, jobs: list[Job]) -> list[dict[str, Any]]:
+    """The review queue's rows of ``jobs`` (those an account may see); audited. A row is
+    a ``status --json`` row with what the queue shows: author, document type, doubtful
+    places, and who reviews the job now (never a lease's token)."""
+    settings = load_settings(config.paths.home)
+    entries = queue_entries(config, [j for j in jobs if j.state == JobState.REVIEW], settings)
+    store.record("list", None, f"{len(entries)} jobs of the review queue listed over the API")
+    return [
+        {
+            **status_row(entry.job),
+            "author": entry.job.author,
+            "document_type": entry.job.document_type,
+            "doubtful": entry.doubtful,
+            "locked_by": entry.locked_by,
+        }
+        for entry in entries
+    ]
 
 
 # -- drafts ---------------------------------------------------------------------------
