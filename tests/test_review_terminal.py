@@ -1,11 +1,14 @@
 """The review loop in a real terminal (tmux, 80x24), on a job made by the real pipeline:
 open the first job, jump to a doubtful word, correct it, fill a field, kill the
-terminal, reopen, see the correction kept, approve."""
+terminal, reopen, see the correction kept, approve. Then the same in client mode
+(``review --server``) against a real server, with the audio played by the client's
+own player."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,9 +46,13 @@ class Terminal:
         return result.stdout
 
     def start(self, home: Path, *args: str) -> None:
+        """``review`` on the workspace at ``home``."""
+        self.run(f"--home {home} review --reviewer {REVIEWER} {' '.join(args)}")
+
+    def run(self, arguments: str, env: str = "") -> None:
         command = (
-            f"cd {PROJECT} && LANG=C.UTF-8 LC_ALL= {sys.executable} cli.py --home {home} "
-            f"review --reviewer {REVIEWER} {' '.join(args)} 2>>{self.tmp}/stderr.txt"
+            f"cd {PROJECT} && {env} LANG=C.UTF-8 LC_ALL= {sys.executable} cli.py {arguments}"
+            f" 2>>{self.tmp}/stderr.txt"
         )
         self.tmux("new-session", "-d", "-s", "r", "-x", "80", "-y", "24", command)
 
@@ -190,3 +197,90 @@ def test_review_without_a_terminal_lists_the_queue(config: Config) -> None:
     assert result.returncode == 2 and "interactive terminal" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert ReviewSettings().threshold == 0.6
+
+
+def test_review_in_a_real_terminal_as_a_client_of_the_server(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    from tests.test_review_audio import fake_player
+    from tests.test_service import PASSWORD, served_workspace
+    from tests.test_service_review import review_job
+    from transcribe.stages.letter import finish_approved
+    from transcribe.stages.transcription import draft_path, job_dir
+
+    accounts = {
+        "sec": {"role": "secretary", "clients": [CLIENT]},
+        "hart": {"role": "author", "clients": [CLIENT], "author": "Dr Hart"},
+    }
+    with served_workspace(tmp_path / "server", accounts) as service:
+        job_id = review_job(service, audio=True)  # Dr Hart's; "Patl" is the first doubt
+        home = tmp_path / "secretary"  # the secretary's computer: no workspace at all
+        (home / "transcribe").mkdir(parents=True)
+        player = fake_player(tmp_path)  # writes what it plays to tmp_path/played.wav
+        (home / "transcribe" / "review-keys.toml").write_text(
+            f'threshold = 0.6\nplayer = "{player} {{file}}"\n'
+        )
+        env = f"XDG_CONFIG_HOME={home} TRANSCRIBE_PASSWORD={shlex.quote(PASSWORD)}"
+        client = f"--server {service.url} --user sec --ca {service.ca}"
+
+        def server_draft() -> dict:
+            with open_store(service.config) as store:
+                return load_draft(draft_path(service.config, store.get(job_id)))
+
+        terminal.run(f"review {client}", env)
+        terminal.wait_for("Jobs waiting for review")
+        terminal.keys("Enter")
+        terminal.wait_for("Tab/S-Tab")
+        terminal.keys("Tab")
+        terminal.keys("space")  # the audio window, fetched and played here
+        wait_until(lambda: (tmp_path / "played.wav").is_file())
+        assert (tmp_path / "played.wav").stat().st_size > 1.5 * 16000 * 2
+        assert service.events(actor="api:sec", action="listen", job_id=job_id)
+        terminal.keys("c")
+        terminal.wait_for("Word: Patl")
+        terminal.keys("C-u")
+        terminal.type("Patel")
+        terminal.keys("Enter")
+        terminal.keys("f")
+        terminal.wait_for("Field (number or name)")
+        terminal.type("salutation")
+        terminal.keys("Enter")
+        terminal.wait_for("salutation: ")
+        terminal.type(RIVERSIDE_REQUIRED["salutation"])
+        terminal.keys("Enter")
+        wait_until(lambda: server_draft().get("fields", {}).get("salutation") is not None)
+        assert "Patel" in server_draft()["text"] and lock_of(service.config, job_id)
+
+        # the client dies: what it sent is on the server, its lease is given back
+        terminal.kill()
+        wait_until(lambda: lock_of(service.config, job_id) is None)
+
+        # reopen directly: the correction is there; fill the rest, approve
+        terminal.run(f"review {job_id} {client}", env)
+        screen = terminal.wait_for("Patel")
+        assert RIVERSIDE_REQUIRED["salutation"] in screen and "Traceback" not in screen
+        for name in ("clinic_date", "dob", "hospital_number", "patient", "recipient",
+                     "recipient_address"):  # fmt: skip
+            terminal.keys("f")
+            terminal.wait_for("Field (number or name)")
+            terminal.keys("Enter")  # empty answer: the first missing field
+            terminal.wait_for(f"{name}: ")
+            terminal.type(RIVERSIDE_REQUIRED[name])
+            terminal.keys("Enter")
+            terminal.wait_for(f"{name}: {RIVERSIDE_REQUIRED[name][:20]}")
+        terminal.keys("A")
+        terminal.wait_for("Approve this letter? (y/n)")
+        terminal.type("y")
+        terminal.keys("Enter")
+        with open_store(service.config) as store:
+            wait_until(lambda: store.get(job_id).state == JobState.APPROVED)
+            assert store.get(job_id).review_lock is None
+            job = store.get(job_id)
+        approved = json.loads((job_dir(service.config, job) / "approved.json").read_text())
+        assert "Dear Doctor Patel," in approved["text"] and approved["reviewer"] == "api:sec"
+        assert {k: approved["fields"][k] for k in RIVERSIDE_REQUIRED} == RIVERSIDE_REQUIRED
+        with open_store(service.config, actor="watcher") as store:  # the letters stage
+            assert finish_approved(service.config, store, job_id).state == JobState.ARCHIVED
+        assert not list((home / "transcribe" / "review").glob("*.json"))  # journal gone
+    stderr = (tmp_path / "stderr.txt").read_text() if (tmp_path / "stderr.txt").exists() else ""
+    assert "Traceback" not in stderr, stderr
