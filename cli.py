@@ -800,6 +800,12 @@ def archive_get(
     ] = None,
     user: UserOption = None,
     ca: CaOption = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="An admin's reason to read the letter (with --server; audited)."
+        ),
+    ] = None,
 ) -> None:
     """Decrypt one archived item (checked against the index; audited)."""
     from transcribe.archive import get_item
@@ -811,7 +817,7 @@ def archive_get(
 
                 raise ConfigError("over --server only the signed letter is downloaded")
             with _remote(server, user, ca) as client:
-                size = client.letter(job_id, output, force=force)
+                size = client.letter(job_id, output, force=force, reason=reason)
         _line(f"{job_id} letter -> {output} ({size} bytes)")
         return
     with errors_to_exit(), _audited_store() as (config, store):

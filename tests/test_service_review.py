@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -184,6 +185,31 @@ def test_a_secretary_reviews_over_the_network_and_the_author_downloads_the_lette
     assert out.read_bytes() == letter.content and out.stat().st_mode & 0o777 == 0o600
     approved = (job_dir(service.config, _job(service, job_id)) / "approved.json").exists()
     assert not approved  # the archive took the plaintext away
+
+    # an admin reads a letter only with a reason, audited before the letter is read
+    def as_root(reason: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {service.token('root')}"}
+        if reason is not None:
+            headers["X-Access-Reason"] = quote(reason, safe="")
+        with service.client() as http:
+            return http.get(f"/jobs/{job_id}/letter", headers=headers)
+
+    assert as_root(None).status_code == 403
+    assert as_root("because").status_code == 400
+    reason = "Réclamation n° 42 du Dr Hart : vérifier la signature"
+    read = as_root(reason)
+    assert read.status_code == 200 and read.content == letter.content
+    [event] = service.events(actor="api:root", action="admin-access", job_id=job_id)
+    assert event["detail"] == f"admin reason: {reason}"
+    assert service.events(actor="api:root", action="download", job_id=job_id)
+    assert reason not in service.log.read_text()  # a header: never in a log line
+    out2 = tmp_path / "root.pdf"
+    result = runner.invoke(
+        app, [*args[:3], "-o", str(out2), "--server", service.url, "--user", "root",
+              "--ca", str(service.ca), "--reason", reason],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0 and out2.read_bytes() == letter.content, result.output
 
 
 def test_a_lost_lease_writes_nothing(service: Service) -> None:

@@ -37,6 +37,7 @@ from .openapi import (
     CLIENT_HEADER,
     LEASE_HEADER,
     NAME_HEADER,
+    REASON_HEADER,
     SESSION_HEADER,
     SIDECAR_HEADER,
 )
@@ -220,12 +221,15 @@ class ServiceClient:
         payload: dict[str, Any] | None = None,
         lease: str | None = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """An authenticated request; 2xx answers returned, the rest raised: 404 as
         :class:`JobNotFound`, 409 as :class:`ReviewConflict`, others as ServiceError."""
 
         def body() -> dict[str, Any]:
-            extra: dict[str, Any] = {"headers": {LEASE_HEADER: lease} if lease else {}}
+            extra: dict[str, Any] = {
+                "headers": {**({LEASE_HEADER: lease} if lease else {}), **(headers or {})}
+            }
             if payload is not None:
                 extra["json"] = payload
             if params is not None:
@@ -287,11 +291,15 @@ class ServiceClient:
     def answer(self, job_id: str, answer: str) -> dict[str, Any]:
         return dict(self.call("POST", f"/jobs/{job_id}/answer", payload={"answer": answer}).json())
 
-    def letter(self, job_id: str, out: Path, *, force: bool = False) -> int:
-        """The signed letter written to ``out`` (0600, atomically); its size."""
+    def letter(
+        self, job_id: str, out: Path, *, force: bool = False, reason: str | None = None
+    ) -> int:
+        """The signed letter written to ``out`` (0600, atomically); its size. An admin
+        gives a ``reason``, which the server audits."""
         if out.exists() and not force:
             raise ConfigError(f"{out} already exists", hint="choose another name or use --force")
-        data = self.call("GET", f"/jobs/{job_id}/letter").content
+        headers = {REASON_HEADER: quote(reason, safe="")} if reason else None
+        data = self.call("GET", f"/jobs/{job_id}/letter", headers=headers).content
         if not data.startswith(b"%PDF-"):
             raise ServiceError(f"{self.server} sent something that is not a PDF")
         atomic_write_bytes(out, data)

@@ -24,6 +24,8 @@ CLIENT_HEADER = "X-Dictation-Client"
 SIDECAR_HEADER = "X-Dictation-Sidecar"
 #: a review change (save, approve, send back) is made under this lease token
 LEASE_HEADER = "X-Review-Lease"
+#: why an admin reads a letter (percent-encoded UTF-8; a header, so never in a log line)
+REASON_HEADER = "X-Access-Reason"
 DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
@@ -231,14 +233,22 @@ def _review_paths() -> dict[str, Any]:
             )
         },
         f"{job}/letter": {
-            "get": _on_job(
-                "The signed PDF letter, decrypted from the archive (audited)",
-                {"description": "application/pdf", "content": {"application/pdf": {}}},
-                who="A secretary of the job's client, or the job's author",
-                extra={"409": _error("The letter is not archived yet")},
+            "get": _with_parameter(
+                _header(REASON_HEADER, "an admin's reason to read it"),
+                _on_job(
+                    "The signed PDF letter, decrypted from the archive (audited)",
+                    {"description": "application/pdf", "content": {"application/pdf": {}}},
+                    who="A secretary of the job's client, or the job's author; an admin only "
+                    f"with a reason in {REASON_HEADER} (audited as admin-access)",
+                    extra={"409": _error("The letter is not archived yet")},
+                ),
             )
         },
     }
+
+
+def _with_parameter(parameter: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    return {**operation, "parameters": [*operation["parameters"], parameter]}
 
 
 def _object(**properties: Any) -> dict[str, Any]:

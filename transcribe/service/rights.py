@@ -5,8 +5,8 @@
   at the clients assigned to them;
 - who may upload for a client: its secretaries and its authors (an author only their
   own dictations), as who may drop a file into ``inbox/<client>/``;
-- an admin: no job at all. They manage accounts; reading a letter would need an
-  audited reason, which a later version adds.
+- an admin: no job at all. They manage accounts; they read a letter only with a
+  reason (``X-Access-Reason``), audited before the letter is read.
 
 A job someone may not see is answered exactly as a job that does not exist (404), so
 ids cannot be probed; the attempt is audited.
