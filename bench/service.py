@@ -1,8 +1,9 @@
 """Load on one `transcribe serve`: secretaries reviewing and authors uploading at once.
 
 Loopback only, bounded in time. A fresh demo workspace (embedded SQLite store, the
-default) gets ``--secretaries`` secretary accounts and ``--authors`` author accounts
-of the Riverside Clinic, and enough jobs in review for every secretary to work all
+default, or ``--postgres``: a throwaway PostgreSQL cluster as the tests start one)
+gets ``--secretaries`` secretary accounts and ``--authors`` author accounts of the
+Riverside Clinic, and enough jobs in review for every secretary to work all
 along (hand-made drafts over a 12 s WAV, no Whisper: the load is on the service).
 Then, for ``--seconds``:
 
@@ -28,6 +29,7 @@ Counted at the end, from the server's own files:
 Exit status 1 when either is not zero.
 
     .venv/bin/python bench/service.py [--seconds 60] [--secretaries 30] [--authors 10]
+        [--postgres]     # the job store on a throwaway PostgreSQL server instead
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ sys.path.insert(0, str(PROJECT))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.conftest import use_store  # noqa: E402
+from tests.pgserver import PgServer, server_binaries  # noqa: E402
 from transcribe.draft import TOKEN, apply_edit, load_draft, new_draft, save_draft  # noqa: E402
 from transcribe.service.accounts import add_account  # noqa: E402
 from transcribe.stages.transcription import draft_path, job_dir  # noqa: E402
@@ -118,9 +122,12 @@ def wav(seconds: float, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def prepare(home: Path, secretaries: int, authors: int, jobs_each: int) -> dict[str, list[str]]:
+def prepare(
+    home: Path, secretaries: int, authors: int, jobs_each: int, store_url: str
+) -> dict[str, list[str]]:
     """The workspace, its accounts, and each secretary's own jobs in review."""
     init_workspace(home, demo=True)
+    use_store(home, store_url)
     config = load_config(home)
     audio = wav(12.0, seed=0)
     plan: dict[str, list[str]] = {}
@@ -344,12 +351,30 @@ def main() -> int:
     parser.add_argument("--saves", type=int, default=4, help="corrections saved per job")
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between requests")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument("--postgres", action="store_true", help="a PostgreSQL job store")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-service-"))
     home = folder / "home"
     per_job_s = (args.saves + 5) * args.think
     jobs_each = int(args.seconds / per_job_s) + 3
-    plan = prepare(home, args.secretaries, args.authors, jobs_each)
+    postgres = None
+    store_url = ""
+    if args.postgres:
+        binaries = server_binaries()
+        if binaries is None:
+            print("no PostgreSQL server binaries: run `make setup`", file=sys.stderr)
+            return 2
+        postgres = PgServer(binaries).start()
+        store_url = postgres.url(postgres.create_database())
+    try:
+        plan = prepare(home, args.secretaries, args.authors, jobs_each, store_url)
+        return measure(args, folder, home, plan)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def measure(args: argparse.Namespace, folder: Path, home: Path, plan: dict[str, list[str]]) -> int:
     port = free_port()
     server = serve(home, port, folder / "server.log")
     url = f"https://127.0.0.1:{port}"
@@ -375,7 +400,8 @@ def main() -> int:
     lost = lost_saves(home, tally)
     print(
         f"{args.secretaries} secretaries, {args.authors} authors, think {args.think:g} s, "
-        f"{args.saves} saves a job; one server on 127.0.0.1, SQLite store"
+        f"{args.saves} saves a job; one server on 127.0.0.1, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'} store"
     )
     print(report(tally, lost, elapsed))
     if args.keep:

@@ -16,6 +16,7 @@ and is reported separately too, since it receives the dictated text.
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -115,11 +116,20 @@ def _optional_names(tree: nodes.Template) -> set[str]:
 def template_fields(
     template: Path, body_fields: tuple[str, ...] = DEFAULT_BODY_FIELDS
 ) -> TemplateFields:
-    """Fields of one DOCX template on disk."""
+    """Fields of one DOCX template on disk.
+
+    Analysed again only when the file's bytes change: the service asks
+    for them with every draft a secretary opens, and parsing a letterhead takes far
+    longer than the rest of the request."""
     try:
         data = template.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read template {template}: {exc.strerror}") from exc
+    return _analysed(data, body_fields)
+
+
+@functools.lru_cache(maxsize=64)
+def _analysed(data: bytes, body_fields: tuple[str, ...]) -> TemplateFields:
     try:
         return analyse_docx(normalise_docx(data), body_fields)
     except RenderError as exc:
