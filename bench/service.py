@@ -59,6 +59,7 @@ import numpy as np  # noqa: E402
 
 from tests.conftest import use_store  # noqa: E402
 from tests.pgserver import PgServer, server_binaries  # noqa: E402
+from tests.test_review_session import RIVERSIDE_REQUIRED  # noqa: E402
 from transcribe.draft import TOKEN, apply_edit, load_draft, new_draft, save_draft  # noqa: E402
 from transcribe.service.accounts import add_account  # noqa: E402
 from transcribe.stages.transcription import draft_path, job_dir  # noqa: E402
@@ -67,15 +68,7 @@ from transcribe.workspace import init_workspace, load_config  # noqa: E402
 
 CLIENT = "riverside-clinic"
 PASSWORD = "bench password for a throwaway workspace"
-FIELDS = {
-    "clinic_date": "2026-11-20",
-    "dob": "1960-01-02",
-    "hospital_number": "H123",
-    "patient": "Jane Roe",
-    "recipient": "Dr Patel",
-    "recipient_address": "1 High Street",
-    "salutation": "Dear Dr Patel",
-}
+FIELDS = RIVERSIDE_REQUIRED  # what the Riverside Clinic's letter requires
 TEXT = (
     "Dear Doctor Patl, thank you for seeing this patient. She has palpitations and "
     "mild breathlessness on exertion. Her blood pressure is one hundred and forty over "

@@ -56,6 +56,14 @@ def wait_until(check: Callable[[], bool], timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
+def taken_over(service: Service, job_id: str) -> str:
+    """The secretary's lease expires (the computer slept) and a colleague opens the job:
+    the colleague's lease."""
+    with open_store(service.config) as store:
+        store.unlock_review(job_id, store.get(job_id).review_lock or "")
+    return lease(service, job_id, "sec2")
+
+
 def fix_patl(session: RemoteReviewSession) -> None:
     session.cursor = TEXT.index("Patl")
     session.edit_word("Patel")
@@ -100,9 +108,7 @@ def test_a_lost_lease_keeps_the_edits_until_the_job_is_free_again(
 ) -> None:
     job_id = review_job(service)
     session = workplace(service, tmp_path).open(job_id)
-    with open_store(service.config) as store:  # the lease expires (the computer slept)...
-        store.unlock_review(job_id, store.get(job_id).review_lock or "")
-    other = lease(service, job_id, "sec2")  # ...and a colleague opens the job
+    other = taken_over(service, job_id)
     fix_patl(session)
     wait_until(lambda: session.sync_note() == "lease_lost")
     assert "sec2" in (session.saver.problem() or "")
@@ -123,9 +129,7 @@ def test_a_draft_changed_meanwhile_is_a_conflict_never_a_merge(
 ) -> None:
     job_id = review_job(service)
     session = workplace(service, tmp_path).open(job_id)
-    with open_store(service.config) as store:
-        store.unlock_review(job_id, store.get(job_id).review_lock or "")
-    other = lease(service, job_id, "sec2")
+    other = taken_over(service, job_id)
     start = TEXT.index("palpitations")
     edit = {"start": start, "end": start + 13, "replacement": "tachycardia.", "kind": "word"}
     body = {"revision": 0, "edits": [edit]}
@@ -153,7 +157,7 @@ def test_a_killed_client_finds_its_lease_and_edits_when_it_comes_back(
     assert server_draft(service, job_id)["text"] == TEXT
 
     again = workplace(service, tmp_path).open(job_id)  # same account, same computer
-    assert again.notice == "resumed" and again.pending.lease == first.pending.lease
+    assert again.notice == ("resumed", {}) and again.pending.lease == first.pending.lease
     assert again.text == TEXT.replace("Patl", "Patel")
     for name, value in RIVERSIDE_REQUIRED.items():
         again.set_field(name, value)

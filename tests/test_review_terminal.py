@@ -94,6 +94,22 @@ def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.1)
 
 
+def fill_and_approve(terminal: Terminal, names: tuple[str, ...]) -> None:
+    """Fill the missing fields in order (an empty answer names the first one), approve."""
+    for name in names:
+        terminal.keys("f")
+        terminal.wait_for("Field (number or name)")
+        terminal.keys("Enter")
+        terminal.wait_for(f"{name}: ")
+        terminal.type(RIVERSIDE_REQUIRED[name])
+        terminal.keys("Enter")
+        terminal.wait_for(f"{name}: {RIVERSIDE_REQUIRED[name][:20]}")
+    terminal.keys("A")
+    terminal.wait_for("Approve this letter? (y/n)")
+    terminal.type("y")
+    terminal.keys("Enter")
+
+
 def lock_of(config: Config, job_id: str) -> str | None:
     with open_store(config) as store:
         return store.get(job_id).review_lock
@@ -151,18 +167,9 @@ def test_review_in_a_real_terminal(
     assert RIVERSIDE_REQUIRED["salutation"] in screen and "Traceback" not in screen
     terminal.keys("A")
     terminal.wait_for("Fill first: clinic_date, dob, hospital_number, recipient, recipient_address")
-    for name in ("clinic_date", "dob", "hospital_number", "recipient", "recipient_address"):
-        terminal.keys("f")
-        terminal.wait_for("Field (number or name)")
-        terminal.keys("Enter")  # empty answer: the first missing field
-        terminal.wait_for(f"{name}: ")
-        terminal.type(RIVERSIDE_REQUIRED[name])
-        terminal.keys("Enter")
-        terminal.wait_for(f"{name}: {RIVERSIDE_REQUIRED[name][:20]}")
-    terminal.keys("A")
-    terminal.wait_for("Approve this letter? (y/n)")
-    terminal.type("y")
-    terminal.keys("Enter")
+    fill_and_approve(
+        terminal, ("clinic_date", "dob", "hospital_number", "recipient", "recipient_address")
+    )
     with open_store(config) as store:
         wait_until(lambda: store.get(job.id).state == JobState.APPROVED)
         assert store.get(job.id).review_lock is None
@@ -259,19 +266,8 @@ def test_review_in_a_real_terminal_as_a_client_of_the_server(
         terminal.run(f"review {job_id} {client}", env)
         screen = terminal.wait_for("Patel")
         assert RIVERSIDE_REQUIRED["salutation"] in screen and "Traceback" not in screen
-        for name in ("clinic_date", "dob", "hospital_number", "patient", "recipient",
-                     "recipient_address"):  # fmt: skip
-            terminal.keys("f")
-            terminal.wait_for("Field (number or name)")
-            terminal.keys("Enter")  # empty answer: the first missing field
-            terminal.wait_for(f"{name}: ")
-            terminal.type(RIVERSIDE_REQUIRED[name])
-            terminal.keys("Enter")
-            terminal.wait_for(f"{name}: {RIVERSIDE_REQUIRED[name][:20]}")
-        terminal.keys("A")
-        terminal.wait_for("Approve this letter? (y/n)")
-        terminal.type("y")
-        terminal.keys("Enter")
+        missing = ("clinic_date", "dob", "hospital_number", "patient", "recipient")
+        fill_and_approve(terminal, (*missing, "recipient_address"))
         with open_store(service.config) as store:
             wait_until(lambda: store.get(job_id).state == JobState.APPROVED)
             assert store.get(job_id).review_lock is None

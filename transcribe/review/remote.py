@@ -213,7 +213,6 @@ class RemoteReviewSession(DraftReview):
         )
         self.client = client
         self.journal = journal
-        self.notice: str | None = None  # said once when the job opens
         self.pending = Pending(lease, int(draft["revision"]))
         if kept is not None:
             draft = self._resume(draft, kept)
@@ -274,10 +273,11 @@ class RemoteReviewSession(DraftReview):
         done = replay(draft, kept) if kept.get("base") == draft["revision"] else None
         if done is None:
             if edits:
-                self.notice = f"conflict:{self.journal.set_aside()}"
+                self.notice = ("conflict", {"file": str(self.journal.set_aside())})
             return draft
         self.pending.edits, self.pending.dirty = done[1], True
-        self.notice = "resumed" if edits else None
+        if edits:
+            self.notice = ("resumed", {})
         return done[0]
 
     # -- what the base class keeps -----------------------------------------------------
@@ -446,9 +446,7 @@ class Saver(threading.Thread):
                     self._renew()
                 else:
                     self._send(*work)
-            except ServiceError as exc:
-                self._offline(exc.message)
-            except TranscribeError as exc:  # the job is gone for this account
+            except TranscribeError as exc:  # unreachable, or the job is gone for this account
                 self._offline(exc.message)
             except Exception as exc:  # a bug: said, logged, retried; edits stay journaled
                 log.exception("review saver")

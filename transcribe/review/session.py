@@ -116,6 +116,8 @@ class DraftReview:
 
     #: the job's private folder on this machine: played clips and the editor's file
     scratch: Path
+    #: what the screen says once when the job opens: a message key and its values
+    notice: tuple[str, dict[str, str]] | None = None
 
     def __init__(
         self,

@@ -546,11 +546,9 @@ class ReviewApp:
         session = self.workplace.open(job_id)
         self.session = session
         self.listening = Listening(self.player, session.scratch)
-        notice = getattr(session, "notice", None)
-        if notice == "resumed":
-            self.message = self.t("resumed")
-        elif notice and notice.startswith("conflict:"):
-            self.message = self.t("conflict", file=notice.partition(":")[2])
+        if session.notice is not None:
+            key, values = session.notice
+            self.message = self.t(key, **values)
         else:
             self.message = self._warnings(session)
 
