@@ -128,7 +128,7 @@ class OneShotConverter:
             scratch = Path(tmp)
             outdir, profile = scratch / "out", scratch / "profile"
             command = self.command(docx, outdir, profile, pdfa)
-            log.info("converting %s with %s", docx.name, " ".join(command[:2]))
+            log.info("converting a document with %s", " ".join(command[:2]))  # not its name
             self._run(command, scratch)
             produced = outdir / f"{docx.stem}.pdf"
             check_pdf(produced, "LibreOffice")
@@ -365,7 +365,7 @@ class WarmConverter:
             None,
             None,
         )
-        log.info("converted %s in %.2f s (warm)", docx.name, time.monotonic() - started)
+        log.info("converted a document in %.2f s (warm)", time.monotonic() - started)
         check_pdf(pdf, "LibreOffice (warm)")
 
     def close(self) -> None:

@@ -115,7 +115,9 @@ def render_pdf(
         atomic_write_bytes(out, pdf, mode=0o600)
     except OSError as exc:  # disk full, quota, read-only: in the scratch or for the letter
         raise write_failure(exc, "the letter", out.parent) from exc
-    log.info("rendered %s (%d pages) in %s", out.name, pages, clock.timings)
+    # the job, not the file: a caller may name its letter after the patient
+    done = f"job {metadata.job_id}: letter" if metadata.job_id else "a document"
+    log.info("%s rendered (%d pages) in %s", done, pages, clock.timings)
     return RenderResult(
         path=out,
         sha256=hashlib.sha256(pdf).hexdigest(),

@@ -37,8 +37,8 @@ LOG_CONFIG = {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "transcribe.service": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        # intake's lines name the file (a patient's name, often): the service logs the
-        # job id and outcome of an upload instead, and the job store keeps the reason
+        # intake's lines would repeat what the service logs of an upload (its job id and
+        # outcome); the job store keeps the reason
         "transcribe.stages.intake": {"handlers": ["null"], "propagate": False},
     },
 }

@@ -14,6 +14,8 @@ The rules that keep dictations from being lost or duplicated:
   :func:`finish_pending_intake` at the next start, so nothing is lost or doubled;
 * names are hostile too: one that is not UTF-8, holds control characters or fills
   255 bytes is stored and shown escaped (:func:`~transcribe.stages.sidecar.display_name`);
+* names are private too: senders name files after patients, so a log line names a
+  job by its id and a file not yet a job by its size and inode, never by its name;
 * content is deduplicated by SHA-256: a second copy becomes a ``duplicate`` job;
 * anything that cannot be accepted is quarantined with a one-line reason, and the
   caller moves on to the next file.
@@ -96,7 +98,7 @@ def _scan_client_folder(folder: Path) -> Iterator[Path]:
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
-        log.warning("cannot list %s: %s", folder, exc)
+        log.warning("cannot list a folder of the inbox: %s", exc.strerror or type(exc).__name__)
         return
     for entry in entries:
         if is_ignored(entry) or (is_sidecar(entry) and not entry.is_symlink()):
@@ -230,10 +232,21 @@ def take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
         except (OSError, RuntimeError) as exc:  # RuntimeError: the decoder cannot start
             log.warning(
                 "%s left in the inbox for now: %s",
-                display_name(path.name),
+                _dropped_file(path),
                 " ".join(str(getattr(exc, "strerror", None) or exc).split()),
             )
             return IntakeResult(None, "skipped")
+
+
+def _dropped_file(path: Path) -> str:
+    """A file not yet a job, as a log line names it: by its size and inode (``find
+    inbox -inum N`` finds it), never by its name, which is often a patient's. Its
+    content hash would do too, but a file still being written has none yet."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return "a dropped file"
+    return f"a dropped file ({st.st_size} bytes, inode {st.st_ino})"
 
 
 def _take_in(path: Path, config: Config, store: JobStore) -> IntakeResult:
@@ -320,7 +333,7 @@ def _take_opened(
 def _still_changing(path: Path) -> IntakeResult:
     """A sender is still writing (a slow upload that paused past the stability delay):
     nothing is taken, the file stays in the inbox and is looked at again once stable."""
-    log.info("%s is still being written; taken once it stops changing", display_name(path.name))
+    log.info("%s is still being written; taken once it stops changing", _dropped_file(path))
     return IntakeResult(None, "skipped")
 
 
@@ -417,6 +430,9 @@ def _accept(
         claimed_at=time.time(),
     )
     job = _complete(config, store, job, sidecar, staged=staged.path, taken=opened.stat)
+    log.info(
+        "job %s: taken in for client %s (%d bytes), %s", job.id, client, job.size_bytes, job.state
+    )
     return IntakeResult(job, "accepted")
 
 
@@ -440,6 +456,7 @@ def _handle_known_content(
         claimed_at=time.time(),
     )
     job = _complete(config, store, job, taken=opened.stat)
+    log.info("job %s: same content as job %s, kept as a duplicate", job.id, existing.id)
     return IntakeResult(job, "duplicate")
 
 
@@ -453,7 +470,6 @@ def _quarantine(
     """Record the rejection, then move the entry (and its sidecar) out of the inbox."""
     job_id = new_job_id()
     target = config.paths.quarantine / job_id / safe_name(path.name)
-    log.warning("quarantined %s: %s", display_name(path.name), reason)
     job = store.insert_job(
         id=job_id,
         client=display_name(client) or "-",
@@ -465,6 +481,8 @@ def _quarantine(
         claimed_by=worker_id(),
         claimed_at=time.time(),
     )
+    # the reason may quote the file's name or a sidecar's value: it stays in the job
+    log.warning("job %s: quarantined (`transcribe show %s` gives the reason)", job_id, job_id)
     return IntakeResult(_complete(config, store, job), "quarantined")
 
 
