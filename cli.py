@@ -499,7 +499,10 @@ def batch(
     until: Annotated[str | None, typer.Option(help="Stop taking new jobs at HH:MM.")] = None,
     max_jobs: Annotated[int | None, typer.Option(min=1, help="At most this many jobs.")] = None,
 ) -> None:
-    """Overnight run: take in the inbox, then transcribe everything pending."""
+    """Overnight run: take in the inbox, then transcribe everything pending.
+
+    In platform mode: this machine works its transcription queues until they are empty.
+    """
     from transcribe.asr.engine import WhisperEngine
     from transcribe.runners.batch import BatchOptions, run_batch
 

@@ -21,6 +21,7 @@ there.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
@@ -220,6 +221,16 @@ def queue_status(tx: Transaction, config: Config) -> QueueStatus:
         stalled=tuple(Task.of(row) for row in stalled),
         stalled_after_s=config.queue.stalled_after_s,
     )
+
+
+def waiting_jobs(tx: Transaction, queues: Sequence[str], task: str = TRANSCRIBE_TASK) -> list[str]:
+    """The job ids of ``task``'s tasks waiting (``todo``) on ``queues``, oldest first:
+    what a draining ``batch`` has before it, and what it left behind."""
+    found: list[dict[str, Any]] = []
+    for queue in dict.fromkeys(queues):
+        wanted = {"queue_name": queue, "task_name": task, "status": "todo"}
+        found += _procrastinate(tx, "list_jobs", **(NO_FILTER | wanted))
+    return [str(row["args"]["job_id"]) for row in sorted(found, key=lambda row: row["id"])]
 
 
 def _depths(tx: Transaction) -> tuple[QueueDepth, ...]:

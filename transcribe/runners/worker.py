@@ -44,10 +44,16 @@ What we rely on from Procrastinate (3.10), and why, read against its tracker:
 - **Priorities**: a worker fetches the highest priority first, then the oldest, so
   urgent dictations jump the queue (:data:`transcribe.queue.PRIORITIES`).
 - **Graceful stop**: SIGINT or SIGTERM stops fetching, waits for running tasks and
-  unregisters the worker; a second signal ends it at once. LISTEN/NOTIFY wakes
-  workers when a task commits, polling every few seconds being the fallback; it does
-  not survive PgBouncer's transaction pooling, so workers connect to PostgreSQL
-  directly (or through session pooling).
+  unregisters the worker; a second signal ends it at once. ``Worker.stop()`` does the
+  same from our code, which is how a limit ends a run (``--max-jobs``, ``--until``).
+  LISTEN/NOTIFY wakes workers when a task commits, polling every few seconds being
+  the fallback; it does not survive PgBouncer's transaction pooling, so workers
+  connect to PostgreSQL directly (or through session pooling).
+- **Draining**: ``Worker(wait=False)`` fetches until a fetch finds nothing, then stops
+  as above. With one slot the next fetch waits for the running task to end, so it
+  stops once no ``todo`` task is left on its queues (``transcribe batch``). A worker
+  middleware (``worker_middleware``: async, on the loop) sees each task as it starts,
+  before the next fetch: it counts them, and stops the worker at a limit.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..asr.engine import WhisperEngine, choose_device
@@ -82,10 +89,38 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """``queues`` empty: the machine's default (:func:`~transcribe.queue.default_queues`)."""
+    """``queues`` empty: the machine's default (:func:`~transcribe.queue.default_queues`).
+
+    ``drain``: stop once no task waits on the queues, instead of waiting for more (the
+    overnight ``batch`` of platform mode). ``max_tasks`` and ``until`` stop taking
+    tasks after that many (exactly, with one slot), or from that time; tasks already
+    running finish either way.
+    """
 
     queues: tuple[str, ...] = ()
     concurrency: int = 1
+    drain: bool = False
+    max_tasks: int | None = None
+    until: datetime | None = None  # timezone-aware
+
+
+@dataclass
+class Served:
+    """How a run of the workers ended, for ``batch``'s report: the first reason given
+    (``max-jobs``, ``deadline``, ``interrupted`` by a signal, ``model failure``), or
+    ``done`` when the stages ended by themselves (caught up, when draining); and how
+    many tasks the stages took."""
+
+    why: str | None = None
+    tasks: int = 0
+
+    @property
+    def stopped_by(self) -> str:
+        return self.why or "done"
+
+    def ended(self, reason: str) -> None:
+        if self.why is None:
+            self.why = reason
 
 
 def require_platform(config: Config) -> None:
@@ -270,8 +305,9 @@ def run_worker(
     options: WorkerOptions,
     engine_factory: Callable[[], WhisperEngine],
     reporter: Reporter | None = None,
-) -> None:
-    """Run tasks from ``options.queues`` (and the maintenance queue) until stopped."""
+) -> Served:
+    """Run tasks from ``options.queues`` (and the maintenance queue) until stopped, or
+    with ``options.drain`` until they are empty."""
     require_platform(config)
     queues, why = choose_queues(config, options.queues)
     with open_store(config, actor="worker"):
@@ -281,23 +317,28 @@ def run_worker(
     if any(queue in TRANSCRIBE_QUEUES for queue in queues):
         device = runtime.load_engine().device
         decoding = f", decoding on {device.device} {device.compute_type}"
+    ending = "until its queues are empty; " if options.drain else ""
     runtime.reporter.note(
         f"worker {worker_id()} on {', '.join(queues)}{f' ({why})' if why else ''}{decoding}"
-        " (Ctrl-C stops after the running tasks)"
+        f" ({ending}Ctrl-C stops after the running tasks)"
     )
-    asyncio.run(_serve(build_app(runtime, options.concurrency), runtime, queues, options))
+    return asyncio.run(_serve(build_app(runtime, options.concurrency), runtime, queues, options))
 
 
 async def _serve(
     app: Any, runtime: Runtime, queues: tuple[str, ...], options: WorkerOptions
-) -> None:
+) -> Served:
     """Two Procrastinate workers in one loop: the stages, with the asked concurrency,
     and the upkeep (the stalled-task check) with a slot of its own, which a long
-    transcription never holds up. SIGINT or SIGTERM stops both gracefully."""
+    transcription never holds up. SIGINT or SIGTERM stops both gracefully.
+
+    Draining, only the stages stop when caught up (``wait=False``); the upkeep keeps
+    waiting for its next tick until they do, then ends with them."""
     from procrastinate import exceptions
     from procrastinate.worker import Worker
 
     timing = runtime.config.queue
+    served = Served()
     common = {
         "install_signal_handlers": False,
         "update_heartbeat_interval": timing.heartbeat_s,
@@ -312,6 +353,8 @@ async def _serve(
                 queues=list(queues),
                 name=worker_id(),
                 concurrency=options.concurrency,
+                wait=not options.drain,
+                worker_middleware=[task_limit(served, options.max_tasks)],
                 **common,
             )
             upkeep = Worker(
@@ -321,33 +364,63 @@ async def _serve(
                 delete_jobs="successful",  # one row per tick otherwise, for ever
                 **common,
             )
-            await _run_together(stages, upkeep, runtime)
+            await _run_together(stages, upkeep, runtime, served, options.until)
     except exceptions.ConnectorException as exc:
         cause = exc.__cause__ or exc
         raise StoreError(
             f"worker lost the job store: {' '.join(str(cause).split())[:300]}",
             hint="tasks it was running go back to the queue once it is seen silent",
         ) from None
+    return served
 
 
-async def _run_together(stages: Any, upkeep: Any, runtime: Runtime) -> None:
+def task_limit(served: Served, max_tasks: int | None) -> Callable[..., Any]:
+    """A worker middleware: count each task as it starts and, at the ``max_tasks``-th,
+    stop the worker fetching. It runs before the next fetch (with one slot the next
+    fetch waits for this task to end), so no task beyond the limit is ever taken."""
+
+    async def count(call_next: Callable[[], Any], context: Any, worker: Any) -> Any:
+        served.tasks += 1
+        if max_tasks is not None and served.tasks >= max_tasks:
+            served.ended("max-jobs")
+            worker.stop()  # this task runs to its end, then the worker stops
+        return await call_next()
+
+    return count
+
+
+async def _stop_at(until: datetime, stages: Any, served: Served) -> None:
+    """``until``: no task taken from then on; the running ones finish."""
+    await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()))
+    served.ended("deadline")
+    stages.stop()
+
+
+async def _run_together(
+    stages: Any, upkeep: Any, runtime: Runtime, served: Served, until: datetime | None
+) -> None:
     """Run both workers; the first signal, a model failure or either one ending stops
-    both; a second signal ends the process at once (the handlers are removed)."""
+    both; a second signal ends the process at once (the handlers are removed). A
+    deadline only stops the stages taking tasks: the upkeep ends when they do."""
     loop = asyncio.get_running_loop()
 
-    def stop() -> None:
+    def stop(reason: str = "done") -> None:
+        served.ended(reason)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         stages.stop()
         upkeep.stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    runtime.stop = lambda: loop.call_soon_threadsafe(stop)
+        loop.add_signal_handler(sig, stop, "interrupted")
+    runtime.stop = lambda: loop.call_soon_threadsafe(stop, "model failure")
     runs = [asyncio.create_task(worker.run()) for worker in (stages, upkeep)]
+    deadline = asyncio.create_task(_stop_at(until, stages, served)) if until else None
     try:
         await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if deadline is not None:
+            deadline.cancel()
         stop()
         outcomes = await asyncio.gather(*runs, return_exceptions=True)
     for outcome in outcomes:
