@@ -68,6 +68,20 @@ def test_french_apixabane_keeps_punctuation_and_capital(medical_fr: LexiconMatch
     assert joined(result.words) == "Apixaban, le matin."
 
 
+def test_the_second_half_of_a_hyphenated_word_keeps_its_hyphen(
+    medical_en: LexiconMatcher,
+) -> None:
+    """Whisper writes "void-codeine" as " void" + "-codeine": replacing the second
+    word by the bare term glued it to the first ("voidcodeine")."""
+    said = [
+        {"word": " avoid", "start": 0.0, "end": 0.5, "probability": 0.9},
+        {"word": " void", "start": 0.5, "end": 0.9, "probability": 0.4},
+        {"word": "-codein", "start": 0.9, "end": 1.4, "probability": 0.3},
+        {"word": " tablets", "start": 1.5, "end": 2.0, "probability": 0.9},
+    ]
+    assert joined(medical_en.correct(said).words) == "avoid void-codeine tablets"
+
+
 def test_missing_accents_and_split_words_are_restored(medical_fr: LexiconMatcher) -> None:
     result = medical_fr.correct(words("du furo semide.", HIGH, LOW, LOW))
     assert joined(result.words) == "du furosémide."

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_EDGE = re.compile(r"^(\s*[\"'«(\[]*)(.*?)([\"'»)\].,;:!?…]*)$", re.DOTALL)
+# A leading hyphen is an edge too: Whisper writes the second half of "void-codeine" as
+# the word "-codeine", and a term put in its place must keep it ("voidcodeine" else).
+_EDGE = re.compile(r"^(\s*[\"'«(\[-]*)(.*?)([\"'»)\].,;:!?…]*)$", re.DOTALL)
 _BREAK = re.compile(r"[.,;:!?…)\]»]$")
 
 
