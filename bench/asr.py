@@ -169,7 +169,8 @@ def groups(items: list[Item], one_by_one: bool) -> list[list[Item]]:
 def run_pipeline(
     config: Config, engine: WhisperEngine, items: list[Item], one_by_one: bool, score: Score
 ) -> list[dict]:
-    """Transcribe the set in groups; texts go into ``score``; the transcripts come back."""
+    """Transcribe the set in groups; texts go into ``score``; the transcripts come back,
+    each with its file's name and the draft's text (what is scored)."""
     transcripts = []
     for group in groups(items, one_by_one):
         dictations = [(item.audio, Dictation(_client(item), None, item.language)) for item in group]
@@ -180,7 +181,9 @@ def run_pipeline(
             if isinstance(result, Exception):
                 raise result
             score.add(item, result.draft.text)
-            transcripts.append(result.transcript)
+            transcripts.append(
+                {"file": item.audio.name, "draft": result.draft.text} | result.transcript
+            )
     return transcripts
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transcribe.asr.loops import compression_ratio, drop_hallucinations, find_runaway
+from transcribe.asr.loops import closing_copy, compression_ratio, drop_hallucinations, find_runaway
 
 LEAD_IN = "Compte rendu médical. Vocabulaire :"
 PROMPT_TERMS = ["bisoprolol", "ramipril", "atorvastatine", "périndopril", "furosémide"]
@@ -50,6 +50,38 @@ def test_a_repeat_says_where_its_first_copy_ends_and_whether_it_closes_the_text(
     words = ["the", "patella,", "the", "patella,", "the", "patella", "was", "resurfaced"]
     found = find_runaway(words, " ".join(words))
     assert found is not None and not found.closing and found.once == 2
+
+
+def test_a_repeat_cut_short_by_the_length_cap_still_closes_the_text() -> None:
+    """The decoder stopped one word into a third copy: what follows the repeat is
+    the beginning of the phrase again, so the first copy can stand alone."""
+    words = [
+        "she",
+        "should",
+        "avoid",
+        "codeine",
+        "period",
+        "she",
+        "should",
+        "avoid",
+        "codeine",
+        "period",
+        "she",
+    ]
+    found = find_runaway(words, " ".join(words))
+    assert found is not None and found.closing
+    assert words[: found.once] == ["she", "should", "avoid", "codeine", "period"]
+
+
+def test_a_closing_stretch_written_again_is_found_where_it_begins() -> None:
+    said = "the clause is narrowly drafted, period. the doctrine of frustration does not apply"
+    again = f"{said} period. we recommend a notice period. the doctrine of frustration does"
+    words = again.split()
+    cut = closing_copy(words)
+    assert cut is not None and " ".join(words[:cut]).endswith("we recommend a notice period.")
+    # a short phrase said twice, or a text that ends on something new, is no copy
+    assert closing_copy(["two", "tablets", "in", "the", "morning", "and", "two", "tablets"]) is None
+    assert closing_copy(said.split()) is None
 
 
 def test_the_prompt_read_back_is_an_echo() -> None:

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 from transcribe.asr.decoder import WindowText
-from transcribe.asr.loops import find_runaway
+from transcribe.asr.loops import Runaway, find_runaway
 from transcribe.asr.passes import (
+    FileDecoding,
+    PassSettings,
     _near_misses,
+    _take_refocused,
+    _without_echoed,
     choose,
     gained_terms,
     restore_dropped,
@@ -23,7 +27,8 @@ from transcribe.asr.passes import (
 )
 from transcribe.asr.pipeline import _without_join_echo
 from transcribe.asr.windows import Window
-from transcribe.vocabulary import Term, TermSource, Vocabulary
+from transcribe.vocabulary import Term, TermSource, Vocabulary, build_initial_prompt
+from transcribe.vocabulary.retrieve import Retrieved
 
 WINDOW = Window(file=0, index=0, audio=np.zeros(16000, np.float32), speech=[])
 
@@ -164,3 +169,76 @@ def test_a_refocused_decoding_that_only_repeats_its_last_word_keeps_the_rest() -
     middle = decoded("the patella the patella the patella was resurfaced")
     found = find_runaway([w["word"] for w in middle.words], middle.text)
     assert found is not None and without_closing_repeat(middle, found) is None
+
+
+def refocusing(*lexicon: str, heard: dict[str, str]) -> FileDecoding:
+    """A file whose first pass is decoded and whose refocused prompt leads with the
+    terms nearly heard (``heard``: term -> what the first pass wrote)."""
+    vocabulary = Vocabulary("medical", "en", tuple(terms(*lexicon)))
+    found = [Retrieved(t, 90.0, heard[t.text], 0.3) for t in vocabulary if t.text in heard]
+    lead = Vocabulary(
+        "medical",
+        "en",
+        tuple(r.term for r in found) + tuple(t for t in vocabulary if t.text not in heard),
+    )
+    decoding = FileDecoding([WINDOW], "en", vocabulary, None, retrieved=found)
+    decoding.refocused = build_initial_prompt(lead, "en")
+    decoding.records[0] = {"kept": "first"}
+    return decoding
+
+
+def test_a_refocused_decoding_that_writes_its_ending_again_keeps_what_came_before() -> None:
+    """Past the end of the speech, prompted Whisper went back and wrote an earlier
+    stretch again: cut, the decoding is the right length and its terms are kept."""
+    decoding = refocusing(
+        "force majeure",
+        "doctrine of frustration",
+        heard={
+            "force majeure": "force mature",
+            "doctrine of frustration": "doctrine on frustration",
+        },
+    )
+    said = "rely on the force {} clause, period. the doctrine {} frustration is unlikely to apply"
+    decoding.texts[0] = decoded(said.format("mature", "on"), prompt=None)
+    assert decoding.refocused is not None
+    refocused = decoded(
+        said.format("majeure", "of") + " period. the doctrine of frustration is unlikely to",
+        prompt=decoding.refocused.text,
+    )
+    assert _take_refocused(decoding, WINDOW, refocused, decoding.retrieved) is None
+    assert plain(decoding.texts[0]) == said.format("majeure", "of") + " period."
+    assert decoding.records[0]["kept"] == "refocused"
+    assert "closing copy" in decoding.records[0]["refocused"]["trimmed"]
+
+
+def test_a_refocused_decoding_that_echoes_terms_is_retried_without_them() -> None:
+    """ "Dear doctor, patella, palpation, patella, palpation...": a letter to Dr Patel.
+    The window is decoded once more, with those terms out of the refocused prompt."""
+    decoding = refocusing(
+        "patella",
+        "palpation",
+        "atrial fibrillation",
+        "renal function",
+        heard={"patella": "Patel", "palpation": "palpitations", "atrial fibrillation": "a real"},
+    )
+    assert decoding.refocused is not None
+    letter = "dear doctor Patel thank you for referring Mrs Brooks who has {} and palpitations"
+    decoding.texts[0] = decoded(letter.format("a real fibrillation"), prompt=None)
+    looping = decoded(
+        "dear doctor patella palpation patella palpation patella palpation patella palpation",
+        prompt=decoding.refocused.text,
+    )
+    runaway = _take_refocused(decoding, WINDOW, looping, decoding.retrieved)
+    assert runaway is not None and decoding.records[0]["kept"] == "first"
+    retry = _without_echoed(decoding, WINDOW, runaway, PassSettings())
+    assert retry is not None and retry in decoding.retried
+    assert [t.text for t in retry.terms] == ["atrial fibrillation", "renal function"]
+    better = decoded(letter.format("atrial fibrillation"), prompt=retry.text)
+    assert _take_refocused(decoding, WINDOW, better, decoding.retrieved) is None
+    assert plain(decoding.texts[0]) == letter.format("atrial fibrillation")
+    record = decoding.records[0]
+    assert record["refocused"]["without"] == ["patella", "palpation"]
+    assert "patella palpation" in record["refocused_before"]["trimmed"]  # what was left: 4 words
+    # a runaway that holds no term of the prompt: nothing to take out, no retry
+    other = Runaway("repeat", "the the the", 0, 3)
+    assert _without_echoed(decoding, WINDOW, other, PassSettings()) is None

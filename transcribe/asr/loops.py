@@ -33,6 +33,7 @@ SHORT_PHRASE_WORDS = 2
 SHORT_PHRASE_REPEATS = 3
 LONG_PHRASE_REPEATS = 2
 MAX_PHRASE_WORDS = 12
+COPY_MIN_WORDS = 5  # a closing stretch this long, written earlier, was written again
 # Three prompt terms in a row, in the prompt's own order, is the prompt read back.
 ECHO_RUN = 3
 ECHO_GAP = 2  # consecutive in the prompt, or one term skipped
@@ -47,7 +48,7 @@ class Runaway:
     start: int
     end: int
     once: int = 0  # a repeat: where its first copy ends
-    closing: bool = False  # nothing but punctuation after it
+    closing: bool = False  # nothing after it but punctuation or the start of one more copy
 
     def to_json(self) -> dict[str, object]:
         return {"kind": self.kind, "text": self.text}
@@ -72,7 +73,46 @@ def find_runaway(
     while keys and not keys[-1]:
         keys.pop()  # a closing bare punctuation mark is no word
     found = _repeat(keys) or _echo(keys, prompt_terms, lead_in) or _compressible(text, len(keys))
-    return replace(found, closing=found.end >= len(keys)) if found else None
+    return replace(found, closing=_closes(found, keys)) if found else None
+
+
+def _closes(found: Runaway, keys: Sequence[str]) -> bool:
+    """Whether the runaway ends the text: nothing after it, or (a repeat) the beginning
+    of one more copy ("... analgesic period. She showed ... analgesic period."),
+    where the decoder's length cap stopped it mid-phrase."""
+    after = [k for k in keys[found.end :] if k]
+    if found.kind != "repeat":
+        return not after
+    phrase = found.text.split()
+    return after == phrase[: len(after)]
+
+
+def closing_copy(words: Sequence[str], min_words: int = COPY_MIN_WORDS) -> int | None:
+    """Where a closing stretch that copies an earlier one begins (a word index), or None.
+
+    Prompted, Whisper that has reached the end of the speech sometimes goes back and
+    writes an earlier stretch again ("... liquidated damages. The doctrine of
+    frustration is unlikely to apply ..."): not back to back, so no repeat, but
+    nothing new either. The copy is at least ``min_words`` words, punctuation ignored;
+    the longest such closing stretch is the one found.
+    """
+    keys = [" ".join(normalise_words(word)) for word in words]
+    index = [i for i, k in enumerate(keys) if k]
+    tokens = [keys[i] for i in index]
+    longest = 0
+    for size in range(min_words, len(tokens) // 2 + 1):
+        tail = tokens[len(tokens) - size :]
+        earlier = tokens[: len(tokens) - size]
+        if not any(earlier[i : i + size] == tail for i in range(len(earlier) - size + 1)):
+            break  # a longer closing stretch holds this one: it cannot be a copy either
+        longest = size
+    if not longest:
+        return None
+    start = len(tokens) - longest
+    # "... a notice period. The doctrine ...": the full stop ends the sentence before
+    while longest > min_words and _SENTENCE_END.search(words[index[start]].rstrip()[-1:]):
+        start, longest = start + 1, longest - 1
+    return index[start]
 
 
 def _repeat(keys: Sequence[str]) -> Runaway | None:

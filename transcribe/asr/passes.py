@@ -13,8 +13,11 @@
    group's files together, each with its own file's prompt, and only as far as the
    first pass heard words. The refocused text replaces the first only where it wrote
    a term the first did not have, is not much less likely, does not run away (a
-   closing repeat of its last word is cut), and does not drop words the first pass
-   heard: on ordinary speech the first pass stands (biasing may only win).
+   closing repeat, or a closing copy of a stretch it wrote before, is cut), and does
+   not drop words the first pass heard: on ordinary speech the first pass stands
+   (biasing may only win). A window whose refocused decoding ran away on terms of
+   the prompt ("patella, palpation, patella..." in a letter to Dr Patel) is decoded
+   once more without those terms.
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
@@ -38,7 +41,7 @@ from ..vocabulary import PromptPlan, Vocabulary, build_initial_prompt
 from ..vocabulary.normalise import compact_key, normalise_words, phonetic_key
 from ..vocabulary.retrieve import Retrieved, refocus, retrieve_terms
 from .decoder import Request, WindowText, decode_windows, encode_windows
-from .loops import Runaway, find_runaway
+from .loops import Runaway, closing_copy, find_runaway
 from .windows import Window
 
 MAX_LOGPROB_DROP = 0.15  # a refocused window this much less sure of itself is not kept
@@ -81,7 +84,15 @@ class FileDecoding:
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     unreliable: dict[int, Runaway] = field(default_factory=dict)
     refocused: PromptPlan | None = None
+    retried: list[PromptPlan] = field(default_factory=list)  # refocused, less what ran away
     retrieved: list[Retrieved] = field(default_factory=list)
+
+    def plan_of(self, text: WindowText) -> PromptPlan | None:
+        """The plan ``text`` was decoded with (first, refocused or retried prompt)."""
+        if not text.prompt:
+            return None
+        plans = [self.refocused, *self.retried, self.prompt]
+        return next((p for p in plans if p is not None and p.text == text.prompt), self.prompt)
 
 
 def run_passes(model: Any, files: Sequence[FileDecoding], settings: PassSettings) -> None:
@@ -181,13 +192,9 @@ def _note_runaway(record: dict[str, Any], runaway: Runaway, fixed: WindowText | 
 
 
 def _runaway(text: WindowText, decoding: FileDecoding) -> Runaway | None:
-    plan = (
-        decoding.refocused
-        if text.prompt and decoding.refocused and (decoding.refocused.text == text.prompt)
-        else decoding.prompt
-    )
-    terms = [t.text for t in plan.terms] if plan and text.prompt else []
-    lead_in = plan.lead_in if plan and text.prompt else ""
+    plan = decoding.plan_of(text)
+    terms = [t.text for t in plan.terms] if plan else []
+    lead_in = plan.lead_in if plan else ""
     return find_runaway([w["word"] for w in text.words], text.text, terms, lead_in)
 
 
@@ -208,8 +215,18 @@ def _refocus(
         prompts = [_refocused(files[w.file]).text for w in members]
         reach = [_reach(files[w.file].texts[w.index]) for w in members]
         decoded = decode_windows(model, members, request, prompts, reach)
+        retry: dict[Window, PromptPlan] = {}
         for window, text in zip(members, decoded, strict=True):
-            _take_refocused(files[window.file], window, text, heard[window])
+            runaway = _take_refocused(files[window.file], window, text, heard[window])
+            plan = _without_echoed(files[window.file], window, runaway, settings)
+            if plan is not None:
+                retry[window] = plan
+        if retry:
+            prompts = [plan.text for plan in retry.values()]
+            reach = [_reach(files[w.file].texts[w.index]) for w in retry]
+            again = decode_windows(model, list(retry), request, prompts, reach)
+            for window, text in zip(retry, again, strict=True):
+                _take_refocused(files[window.file], window, text, heard[window])
 
 
 def _refocused(decoding: FileDecoding) -> PromptPlan:
@@ -287,32 +304,75 @@ def _worth_refocusing(
 
 def _take_refocused(
     decoding: FileDecoding, window: Window, text: WindowText, heard: Sequence[Retrieved]
-) -> None:
-    """Keep a window's refocused decoding where it gained a term, and say why not."""
-    plan = _refocused(decoding)
+) -> Runaway | None:
+    """Keep a window's refocused decoding where it gained a term, and say why not;
+    when it is not kept and it ran away, the runaway."""
+    plan = decoding.plan_of(text)
+    assert plan is not None
     record = decoding.records[window.index]
+    if "refocused" in record and "terms_heard" in record["refocused"]:
+        record["refocused_before"] = record["refocused"]  # a retry: the first try stays
     record["refocused"] = _summary(text, "refocused")
     record["refocused"]["terms_heard"] = [r.term.text for r in heard]
+    if plan is not decoding.refocused:
+        record["refocused"]["without"] = [
+            t.text for t in _refocused(decoding).terms if t not in plan.terms
+        ]
     runaway = _runaway(text, decoding)
     if runaway is not None:
         trimmed = without_closing_repeat(text, runaway)
         if trimmed is None or _runaway(trimmed, decoding) is not None:
             # the first pass's text stands: nothing to recover
             record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
-            return
+            return runaway
         record["refocused"]["trimmed"] = f"closing repeat of {runaway.text!r}"
         text = trimmed
+    copy = closing_copy([w["word"] for w in text.words])
+    if copy is not None:
+        copied = "".join(str(w["word"]) for w in text.words[copy:]).strip()
+        record["refocused"]["trimmed"] = f"closing copy of {copied!r}"
+        text = with_words(text, text.words[:copy])
     first = decoding.texts[window.index]
     chosen, why = choose(first, text, plan.terms, decoding.language)
     gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
     if chosen is None or not gained:
         record["refocused"]["dropped"] = why or "no term gained"
-        return
+        return runaway  # what is left of a trimmed runaway may be too little to keep
     decoding.texts[window.index] = chosen
     record["kept"] = "refocused"
     record["refocused"]["gained"] = [term for term, _, _ in gained]
     if why:
         record["refocused"]["mended"] = why
+    return None
+
+
+def _without_echoed(
+    decoding: FileDecoding, window: Window, runaway: Runaway | None, settings: PassSettings
+) -> PromptPlan | None:
+    """The refocused prompt without the terms a window's refocused decoding ran away
+    on ("Dear doctor, patella, palpation, patella, palpation, ..." for a letter to
+    Dr Patel), for one more decoding of that window; None when the runaway holds no
+    term of the prompt (nothing to take out: the first pass stands).
+
+    Bounded: only after a first refocused decoding, and once per window.
+    """
+    plan = decoding.refocused
+    if runaway is None or plan is None or decoding.vocabulary is None:
+        return None
+    looped = f" {' '.join(normalise_words(runaway.text))} "
+    echoed = {t.key for t in plan.terms if f" {' '.join(normalise_words(t.text))} " in looped}
+    if not echoed:
+        return None
+    lead = refocus(decoding.vocabulary, [r for r in decoding.retrieved if r.term.key not in echoed])
+    kept = Vocabulary(lead.domain, lead.lang, tuple(t for t in lead if t.key not in echoed))
+    retried = build_initial_prompt(
+        kept,
+        decoding.language,
+        count_tokens=decoding.count_tokens(),
+        budget_tokens=settings.refocus_budget,
+    )
+    decoding.retried.append(retried)
+    return retried
 
 
 def without_closing_repeat(text: WindowText, runaway: Runaway) -> WindowText | None:
