@@ -230,7 +230,7 @@ def test_a_refocused_decoding_that_echoes_terms_is_retried_without_them() -> Non
     )
     runaway = _take_refocused(decoding, WINDOW, looping, decoding.retrieved)
     assert runaway is not None and decoding.records[0]["kept"] == "first"
-    retry = _without_echoed(decoding, WINDOW, runaway, PassSettings())
+    retry = _without_echoed(decoding, runaway, PassSettings())
     assert retry is not None and retry in decoding.retried
     assert [t.text for t in retry.terms] == ["atrial fibrillation", "renal function"]
     better = decoded(letter.format("atrial fibrillation"), prompt=retry.text)
@@ -241,4 +241,23 @@ def test_a_refocused_decoding_that_echoes_terms_is_retried_without_them() -> Non
     assert "patella palpation" in record["refocused_before"]["trimmed"]  # what was left: 4 words
     # a runaway that holds no term of the prompt: nothing to take out, no retry
     other = Runaway("repeat", "the the the", 0, 3)
-    assert _without_echoed(decoding, WINDOW, other, PassSettings()) is None
+    assert _without_echoed(decoding, other, PassSettings()) is None
+    # "fibrillation fibrillation fibrillation": the term holding the loop is taken out
+    held = _without_echoed(decoding, Runaway("repeat", "fibrillation", 0, 3), PassSettings())
+    assert held is not None and "atrial fibrillation" not in [t.text for t in held.terms]
+
+
+def test_closing_words_whisper_did_not_believe_are_cut_from_a_refocused_decoding() -> None:
+    """ "... refer to podiatry period. Diabetes-renew period is", the last four words
+    below 0.05: Whisper starting the dictation again in the last half-second."""
+    decoding = refocusing("podiatry", heard={"podiatry": "pediatry"})
+    assert decoding.refocused is not None
+    decoding.texts[0] = decoded("and refer to pediatry period.", prompt=None)
+    refocused = decoded(
+        "and refer to podiatry period. Diabetes -renew period is", prompt=decoding.refocused.text
+    )
+    for word in refocused.words[-4:]:
+        word["probability"] = 0.01
+    _take_refocused(decoding, WINDOW, refocused, decoding.retrieved)
+    assert plain(decoding.texts[0]) == "and refer to podiatry period."
+    assert "did not believe" in decoding.records[0]["refocused"]["trimmed"]

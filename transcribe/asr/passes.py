@@ -53,6 +53,8 @@ EDGE_S = 0.3
 REACH_MARGIN_S = 1.0  # a refocused decoding is complete this close past the last word heard
 DOUBTFUL = 0.5  # a near-miss over a word Whisper gave this or less is worth decoding again for
 SAMPLED_BEST_OF = 2  # Whisper's fallback samples 5; a bounded fallback samples 2
+UNBELIEVED = 0.05  # words this unlikely closing a refocused decoding...
+UNBELIEVED_RUN = 2  # ...this many or more in a run, are the start of a loop: cut
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def _refocus(
         retry: dict[Window, PromptPlan] = {}
         for window, text in zip(members, decoded, strict=True):
             runaway = _take_refocused(files[window.file], window, text, heard[window])
-            plan = _without_echoed(files[window.file], window, runaway, settings)
+            plan = _without_echoed(files[window.file], runaway, settings)
             if plan is not None:
                 retry[window] = plan
         if retry:
@@ -327,11 +329,16 @@ def _take_refocused(
             return runaway
         record["refocused"]["trimmed"] = f"closing repeat of {runaway.text!r}"
         text = trimmed
-    copy = closing_copy([w["word"] for w in text.words])
-    if copy is not None:
-        copied = "".join(str(w["word"]) for w in text.words[copy:]).strip()
-        record["refocused"]["trimmed"] = f"closing copy of {copied!r}"
-        text = with_words(text, text.words[:copy])
+    for how, find in (
+        ("closing words Whisper did not believe", _unbelieved_tail),
+        ("closing copy", lambda words: closing_copy([w["word"] for w in words])),
+    ):
+        cut = find(text.words)
+        if cut is not None:
+            cut_text = "".join(str(w["word"]) for w in text.words[cut:]).strip()
+            done = record["refocused"].get("trimmed")
+            record["refocused"]["trimmed"] = "; ".join(filter(None, (done, f"{how}: {cut_text!r}")))
+            text = with_words(text, text.words[:cut])
     first = decoding.texts[window.index]
     chosen, why = choose(first, text, plan.terms, decoding.language)
     gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
@@ -347,7 +354,7 @@ def _take_refocused(
 
 
 def _without_echoed(
-    decoding: FileDecoding, window: Window, runaway: Runaway | None, settings: PassSettings
+    decoding: FileDecoding, runaway: Runaway | None, settings: PassSettings
 ) -> PromptPlan | None:
     """The refocused prompt without the terms a window's refocused decoding ran away
     on ("Dear doctor, patella, palpation, patella, palpation, ..." for a letter to
@@ -360,7 +367,9 @@ def _without_echoed(
     if runaway is None or plan is None or decoding.vocabulary is None:
         return None
     looped = f" {' '.join(normalise_words(runaway.text))} "
-    echoed = {t.key for t in plan.terms if f" {' '.join(normalise_words(t.text))} " in looped}
+    echoed = {
+        t.key for t in plan.terms if _overlaps(f" {' '.join(normalise_words(t.text))} ", looped)
+    }
     if not echoed:
         return None
     lead = refocus(decoding.vocabulary, [r for r in decoding.retrieved if r.term.key not in echoed])
@@ -373,6 +382,23 @@ def _without_echoed(
     )
     decoding.retried.append(retried)
     return retried
+
+
+def _overlaps(term: str, looped: str) -> bool:
+    """A term the loop wrote ("patella" in "patella palpation"), or one holding the
+    loop ("mellitus" over and over, with "type 2 diabetes mellitus" in the prompt)."""
+    return term in looped or looped in term
+
+
+def _unbelieved_tail(words: Sequence[dict[str, Any]]) -> int | None:
+    """Where a closing run of words Whisper itself gave next to no chance begins, or
+    None. Prompted, it fills the last half-second by starting the dictation again
+    ("... refer to podiatry. Diabetes-renew period is", each word below 0.05): the
+    trace of a loop cut short, not speech."""
+    cut = len(words)
+    while cut and float(words[cut - 1].get("probability", 1.0)) < UNBELIEVED:
+        cut -= 1
+    return cut if len(words) - cut >= UNBELIEVED_RUN else None
 
 
 def without_closing_repeat(text: WindowText, runaway: Runaway) -> WindowText | None:
