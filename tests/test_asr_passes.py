@@ -261,3 +261,19 @@ def test_closing_words_whisper_did_not_believe_are_cut_from_a_refocused_decoding
     _take_refocused(decoding, WINDOW, refocused, decoding.retrieved)
     assert plain(decoding.texts[0]) == "and refer to podiatry period."
     assert "did not believe" in decoding.records[0]["refocused"]["trimmed"]
+
+
+def test_a_refocused_decoding_asked_to_stop_early_goes_on_with_the_first_pass() -> None:
+    """The terms Whisper doubted were early in the window: the second decoding went
+    only past them, and the first pass's words after it stand, none twice at the seam."""
+    decoding = refocusing("atrial fibrillation", heard={"atrial fibrillation": "a real fib"})
+    assert decoding.refocused is not None
+    decoding.texts[0] = decoded(
+        "she has a real fibrillation period we will see her again yours sincerely", prompt=None
+    )
+    early = decoded("she has atrial fibrillation period we", prompt=decoding.refocused.text)
+    early.segments[0]["words"][-1]["end"] = 2.0  # "we" aligned a little late
+    assert _take_refocused(decoding, WINDOW, early, decoding.retrieved) is None
+    assert plain(decoding.texts[0]) == (
+        "she has atrial fibrillation period we will see her again yours sincerely"
+    )

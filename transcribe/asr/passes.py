@@ -215,7 +215,7 @@ def _refocus(
     for language, members in by_language.items():
         request = Request(language, None, settings.beam_size, batch_size=settings.batch_size)
         prompts = [_refocused(files[w.file]).text for w in members]
-        reach = [_reach(files[w.file].texts[w.index]) for w in members]
+        reach = [_reach(w, heard[w], settings) for w in members]
         decoded = decode_windows(model, members, request, prompts, reach)
         retry: dict[Window, PromptPlan] = {}
         for window, text in zip(members, decoded, strict=True):
@@ -225,7 +225,7 @@ def _refocus(
                 retry[window] = plan
         if retry:
             prompts = [plan.text for plan in retry.values()]
-            reach = [_reach(files[w.file].texts[w.index]) for w in retry]
+            reach = [_reach(w, heard[w], settings) for w in retry]
             again = decode_windows(model, list(retry), request, prompts, reach)
             for window, text in zip(retry, again, strict=True):
                 _take_refocused(files[window.file], window, text, heard[window])
@@ -237,13 +237,34 @@ def _refocused(decoding: FileDecoding) -> PromptPlan:
     return decoding.refocused
 
 
-def _reach(first: WindowText) -> float | None:
-    """How far into its window a second decoding must go: just past the first pass's
-    last word (a closing pause holds nothing to refocus)."""
-    words = first.words
-    if not words:
+def _reach(window: Window, heard: Sequence[Retrieved], settings: PassSettings) -> float | None:
+    """How far into its window a second decoding must go: just past the last doubtful
+    near-miss. Beyond it the first pass's words stand (:func:`_with_first_after`): a
+    window of up to 40 s that Whisper decodes in two rounds is refocused in one when
+    the terms it doubted are in its first 30 s."""
+    ends = [r.end for r in heard if r.end is not None and r.probability <= settings.refocus_below]
+    if not ends:
         return None
-    return first.window.to_window_time(float(words[-1]["end"])) + REACH_MARGIN_S
+    return window.to_window_time(max(ends)) + REACH_MARGIN_S
+
+
+def _with_first_after(refocused: WindowText, first: WindowText) -> WindowText:
+    """``refocused`` followed by the first pass's words past its end, where it stopped
+    short of the window's end (:func:`_reach`)."""
+    words = refocused.words
+    if not words:
+        return refocused
+    end = float(words[-1]["end"])
+    rest = [w for w in first.words if _middle(w) > end]
+    # the seam: words both wrote, aligned a little apart ("yours sincerely" + "sincerely")
+    mine = [" ".join(normalise_words(str(w["word"]))) for w in words]
+    theirs = [" ".join(normalise_words(str(w["word"]))) for w in rest]
+    overlap = max(
+        (n for n in range(1, min(len(mine), len(theirs)) + 1) if mine[-n:] == theirs[:n]),
+        default=0,
+    )
+    rest = rest[overlap:]
+    return with_words(refocused, [*words, *rest]) if rest else refocused
 
 
 def _plan_refocus(
@@ -321,25 +342,12 @@ def _take_refocused(
             t.text for t in _refocused(decoding).terms if t not in plan.terms
         ]
     runaway = _runaway(text, decoding)
-    if runaway is not None:
-        trimmed = without_closing_repeat(text, runaway)
-        if trimmed is None or _runaway(trimmed, decoding) is not None:
-            # the first pass's text stands: nothing to recover
-            record["refocused"]["dropped"] = f"runs away ({runaway.kind})"
-            return runaway
-        record["refocused"]["trimmed"] = f"closing repeat of {runaway.text!r}"
-        text = trimmed
-    for how, find in (
-        ("closing words Whisper did not believe", _unbelieved_tail),
-        ("closing copy", lambda words: closing_copy([w["word"] for w in words])),
-    ):
-        cut = find(text.words)
-        if cut is not None:
-            cut_text = "".join(str(w["word"]) for w in text.words[cut:]).strip()
-            done = record["refocused"].get("trimmed")
-            record["refocused"]["trimmed"] = "; ".join(filter(None, (done, f"{how}: {cut_text!r}")))
-            text = with_words(text, text.words[:cut])
+    trimmed = _trimmed(decoding, text, runaway, record["refocused"])
+    if trimmed is None:
+        return runaway
     first = decoding.texts[window.index]
+    # an untrimmed decoding ends where it was asked to (_reach): the first pass goes on
+    text = _with_first_after(text, first) if trimmed is text else trimmed
     chosen, why = choose(first, text, plan.terms, decoding.language)
     gained = gained_terms(first, chosen, plan.terms) if chosen is not None else []
     if chosen is None or not gained:
@@ -351,6 +359,33 @@ def _take_refocused(
     if why:
         record["refocused"]["mended"] = why
     return None
+
+
+def _trimmed(
+    decoding: FileDecoding, text: WindowText, runaway: Runaway | None, record: dict[str, Any]
+) -> WindowText | None:
+    """``text`` less what closes it without being speech (a repeat cut short, words
+    Whisper did not believe, a copy of a stretch it wrote before), noted in
+    ``record``; None when it runs away elsewhere (the first pass stands)."""
+    cuts = []
+    if runaway is not None:
+        trimmed = without_closing_repeat(text, runaway)
+        if trimmed is None or _runaway(trimmed, decoding) is not None:
+            record["dropped"] = f"runs away ({runaway.kind})"
+            return None
+        cuts.append(f"closing repeat of {runaway.text!r}")
+        text = trimmed
+    for how, find in (
+        ("closing words Whisper did not believe", _unbelieved_tail),
+        ("closing copy", lambda words: closing_copy([w["word"] for w in words])),
+    ):
+        cut = find(text.words)
+        if cut is not None:
+            cuts.append(f"{how}: {''.join(str(w['word']) for w in text.words[cut:]).strip()!r}")
+            text = with_words(text, text.words[:cut])
+    if cuts:
+        record["trimmed"] = "; ".join(cuts)
+    return text
 
 
 def _without_echoed(

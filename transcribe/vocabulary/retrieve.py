@@ -39,6 +39,7 @@ class Retrieved:
     score: float
     heard: str
     probability: float = 1.0
+    end: float | None = None  # when the words heard there end (the file's clock)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,8 +85,15 @@ def retrieve_terms(
             ):
                 score = (spelling + fuzz.ratio(sound, sounds[index])) / 2
                 if score >= min_score and score > getattr(best.get(index), "score", 0.0):
-                    best[index] = Retrieved(terms[index], score, text, _lowest(words[i:j]))
+                    best[index] = Retrieved(
+                        terms[index], score, text, _lowest(words[i:j]), _end(words[j - 1])
+                    )
     return sorted(best.values(), key=lambda r: -r.score)
+
+
+def _end(word: Mapping[str, Any]) -> float | None:
+    end = word.get("end")
+    return float(end) if isinstance(end, int | float) else None
 
 
 def _lowest(words: Sequence[Mapping[str, Any]]) -> float:
