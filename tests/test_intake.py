@@ -69,6 +69,21 @@ def test_a_file_untouched_for_the_delay_is_ready_when_first_seen(tmp_path: Path)
     assert not StabilityTracker(delay=2.0).observe(path, now=0.0)
 
 
+def test_an_id_drawn_twice_in_a_day_is_drawn_again(
+    config: Config, store: JobStore, clips: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids carry 24 random bits a day: a busy secretariat draws one twice. The store
+    refused the second job and the watcher stopped; now intake draws again. (The
+    random draw is the one thing forced here: a clash cannot be had on demand.)"""
+    draws = iter(["a1b2c3", "a1b2c3", "d4e5f6"])
+    monkeypatch.setattr("transcribe.store.model.secrets.token_hex", lambda n: next(draws))
+    first = take_in(drop(config, clips[0], "one.wav"), config, store).job
+    second = take_in(drop(config, clips[1], "two.wav"), config, store).job
+    assert first is not None and second is not None
+    assert first.id.endswith("-a1b2c3") and second.id.endswith("-d4e5f6")
+    assert second.state == JobState.RECEIVED
+
+
 def test_a_good_file_becomes_a_received_job_and_leaves_the_inbox(
     config: Config, store: JobStore, clips: list[Path]
 ) -> None:

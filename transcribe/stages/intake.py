@@ -53,7 +53,7 @@ from ..fsutil import (
     temp_prefix,
     temp_writer_gone,
 )
-from ..store import Job, JobState, JobStore, claim_is_stale, new_job_id, worker_id
+from ..store import Job, JobState, JobStore, claim_is_stale, worker_id
 from .sidecar import Sidecar, display_name, find_sidecar, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -409,7 +409,7 @@ def _accept(
 ) -> IntakeResult:
     client_cfg = config.client(client)
     assert client_cfg is not None
-    job_id = new_job_id()
+    job_id = store.unused_job_id()
     target = _job_dir(config, job_id) / f"audio{path.suffix.lower()}"
     job = store.insert_job(
         id=job_id,
@@ -443,7 +443,7 @@ def _handle_known_content(
     if existing.inbox_path == _relative(config, path):
         return IntakeResult(existing, "skipped")  # intake in progress; recovery finishes it
     job = store.insert_job(
-        id=new_job_id(),
+        id=store.unused_job_id(),
         client=client,
         state=JobState.DUPLICATE,
         source_name=display_name(path.name),
@@ -468,7 +468,7 @@ def _quarantine(
     reason: str,
 ) -> IntakeResult:
     """Record the rejection, then move the entry (and its sidecar) out of the inbox."""
-    job_id = new_job_id()
+    job_id = store.unused_job_id()
     target = config.paths.quarantine / job_id / safe_name(path.name)
     job = store.insert_job(
         id=job_id,
