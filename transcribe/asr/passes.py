@@ -250,11 +250,14 @@ def _reach(window: Window, heard: Sequence[Retrieved], settings: PassSettings) -
 
 def _with_first_after(refocused: WindowText, first: WindowText) -> WindowText:
     """``refocused`` followed by the first pass's words past its end, where it stopped
-    short of the window's end (:func:`_reach`)."""
+    well short of them (:func:`_reach`). One that ends about where the first pass
+    ends was not stopped: its last words are its own ("6 weeks", not "6 week")."""
     words = refocused.words
-    if not words:
+    if not words or not first.words:
         return refocused
     end = float(words[-1]["end"])
+    if float(first.words[-1]["end"]) - end <= REACH_MARGIN_S:
+        return refocused
     rest = [w for w in first.words if _middle(w) > end]
     # the seam: words both wrote, aligned a little apart ("yours sincerely" + "sincerely")
     mine = [" ".join(normalise_words(str(w["word"]))) for w in words]
