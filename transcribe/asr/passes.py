@@ -10,14 +10,14 @@
 3. **Refocus.** The terms the first pass nearly heard ("ecacardiography") lead a
    second prompt, and only the windows where they were heard over words Whisper was
    doubtful of are decoded again with it (``second_pass``): the windows of all the
-   group's files together, each with its own file's prompt, and only as far as the
-   first pass heard words. The refocused text replaces the first only where it wrote
-   a term the first did not have, is not much less likely, does not run away (a
-   closing repeat, or a closing copy of a stretch it wrote before, is cut), and does
-   not drop words the first pass heard: on ordinary speech the first pass stands
-   (biasing may only win). A window whose refocused decoding ran away on terms of
-   the prompt ("patella, palpation, patella..." in a letter to Dr Patel) is decoded
-   once more without those terms.
+   group's files together, each with its own file's prompt, and only as far as just
+   past the last doubtful near-miss (the first pass's words go on from there). The
+   refocused text replaces the first only where it wrote a term the first did not
+   have, is not much less likely, does not run away (a closing repeat, or a closing
+   copy of a stretch it wrote before, is cut), and does not drop words the first
+   pass heard: on ordinary speech the first pass stands (biasing may only win). A
+   window whose refocused decoding ran away on terms of the prompt ("patella,
+   palpation, patella..." in a letter to Dr Patel) is decoded once more without them.
 4. **Guard** (vocabulary first pass only; a plain first pass is its own guard).
    Biasing may only win: a window whose text holds vocabulary terms that
    Whisper was unsure of is decoded once more without any prompt (``guard``), and a
@@ -50,7 +50,7 @@ UNHEARD_BELOW = 20.0  # a term sounding this little like what was heard was not 
 GUARD_PROBABILITY = 0.6  # terms Whisper is less sure of are checked without the prompt
 RESTORE_MIN_WORDS = 3  # a stretch of this many words dropped by the second pass returns
 EDGE_S = 0.3
-REACH_MARGIN_S = 1.0  # a refocused decoding is complete this close past the last word heard
+REACH_MARGIN_S = 1.0  # a refocused decoding goes this far past the last doubtful near-miss
 DOUBTFUL = 0.5  # a near-miss over a word Whisper gave this or less is worth decoding again for
 SAMPLED_BEST_OF = 2  # Whisper's fallback samples 5; a bounded fallback samples 2
 UNBELIEVED = 0.05  # words this unlikely closing a refocused decoding...
