@@ -127,6 +127,26 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def _use_wal(db: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """Switch a new ``jobs.db`` to write-ahead logging, waiting for the file.
+
+    The switch needs the file to itself. Two connections that both read the new file
+    and both ask for it are a deadlock SQLite breaks by answering one of them "database
+    is locked" at once, without its busy handler: processes opening a new workspace
+    together (``watch`` and ``batch``; the audit test's four writers, once in CI's
+    fresh clone) failed. Once the file is in WAL mode, the pragma only reads it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SqliteStore(SqlJobStore):
     """The job store in one SQLite file (``jobs.db``), migrated when opened."""
 
@@ -141,7 +161,7 @@ class SqliteStore(SqlJobStore):
             raise StoreError(f"cannot open job store {path}: {exc}") from None
         self.db.row_factory = sqlite3.Row
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(self.db)
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA secure_delete=ON")  # overwritten values are zeroed
             self.db.execute("PRAGMA foreign_keys=ON")
