@@ -260,8 +260,7 @@ def _with_first_after(refocused: WindowText, first: WindowText) -> WindowText:
         return refocused
     rest = [w for w in first.words if _middle(w) > end]
     # the seam: words both wrote, aligned a little apart ("yours sincerely" + "sincerely")
-    mine = [" ".join(normalise_words(str(w["word"]))) for w in words]
-    theirs = [" ".join(normalise_words(str(w["word"]))) for w in rest]
+    mine, theirs = _keys(words), _keys(rest)
     overlap = max(
         (n for n in range(1, min(len(mine), len(theirs)) + 1) if mine[-n:] == theirs[:n]),
         default=0,
@@ -336,11 +335,12 @@ def _take_refocused(
     plan = decoding.plan_of(text)
     assert plan is not None
     record = decoding.records[window.index]
-    if "refocused" in record and "terms_heard" in record["refocused"]:
-        record["refocused_before"] = record["refocused"]  # a retry: the first try stays
+    retry = plan is not decoding.refocused
+    if retry:
+        record["refocused_before"] = record["refocused"]  # the first try stays
     record["refocused"] = _summary(text, "refocused")
     record["refocused"]["terms_heard"] = [r.term.text for r in heard]
-    if plan is not decoding.refocused:
+    if retry:
         record["refocused"]["without"] = [
             t.text for t in _refocused(decoding).terms if t not in plan.terms
         ]
@@ -636,8 +636,7 @@ def splice(
 
 def restore_dropped(first: WindowText, second: WindowText) -> tuple[WindowText, list[str]]:
     """``second`` with the stretches of ``first`` it dropped (nothing in their place) back."""
-    a = [" ".join(normalise_words(str(w["word"]))) for w in first.words]
-    b = [" ".join(normalise_words(str(w["word"]))) for w in second.words]
+    a, b = _keys(first.words), _keys(second.words)
     written = f" {' '.join(b)} "
     words: list[dict[str, Any]] = []
     restored = []
@@ -651,6 +650,11 @@ def restore_dropped(first: WindowText, second: WindowText) -> tuple[WindowText, 
             restored.append(stretch)
         words += second.words[j1:j2]
     return (with_words(second, words), restored) if restored else (second, [])
+
+
+def _keys(words: Sequence[dict[str, Any]]) -> list[str]:
+    """Each word as compared across decodings: case, accents and punctuation aside."""
+    return [" ".join(normalise_words(str(w["word"]))) for w in words]
 
 
 def with_words(text: WindowText, words: Sequence[dict[str, Any]]) -> WindowText:

@@ -119,10 +119,7 @@ def run_batch(
     if config.platform:
         return _queue_batch(config, engine, options, reporter, report, started)
     with open_store(config, actor="batch") as store, sigterm_as_interrupt():
-        recover(config, store, reporter)
-        intake = Intake(config, store, reporter)
-        intake.add_all()
-        drain_intake(intake)
+        _take_inbox_in(config, store, reporter)
         try:
             _transcribe_all(config, store, engine, options, reporter, report)
             finish_letters(config, store, reporter)
@@ -134,6 +131,14 @@ def run_batch(
             report.wall_s = round(time.monotonic() - started, 2)
             write_report(config, report)
     return report
+
+
+def _take_inbox_in(config: Config, store: JobStore, reporter: BatchReporter) -> None:
+    """What ``watch --once`` does first: recover what a crash left, take the inbox in."""
+    recover(config, store, reporter)
+    intake = Intake(config, store, reporter)
+    intake.add_all()
+    drain_intake(intake)
 
 
 def _transcribe_all(
@@ -182,10 +187,7 @@ def _queue_batch(
     report is written whatever happens, counting the tasks left on our queues."""
     queues = batch_queues(engine)
     with open_store(config, actor="batch") as store, sigterm_as_interrupt():
-        recover(config, store, reporter)  # platform mode: half-done intakes only
-        intake = Intake(config, store, reporter)
-        intake.add_all()
-        drain_intake(intake)
+        _take_inbox_in(config, store, reporter)  # platform mode: half-done intakes only
         waiting = _waiting(store, queues)
         reporter.started(len(waiting), sum(job.duration_s or 0.0 for job in waiting))
     try:
